@@ -1,0 +1,1 @@
+"""clip4idc: image difference captioning with CLIP4IDC."""
