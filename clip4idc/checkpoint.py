@@ -1,0 +1,219 @@
+"""Loading and saving weights: OpenAI CLIP files, original CLIP4IDC checkpoints, and our own format.
+
+* OpenAI CLIP (``ViT-B-32.pt``, a TorchScript archive, or a plain state dict): fills the ``clip.*`` part;
+  the pair-specific parts (before/after and joint position embeddings, ``ln_mid``) and the decoder keep
+  the original's fresh initialisation.
+* Original CLIP4IDC (``pytorch_model.bin.clevr`` …): adaptation stage (``clip.*`` only; the decoder
+  starts fresh, as the original's non-strict loader does) or finetuning stage; fp16 entries are cast to
+  fp32; the tied keys must agree.
+* Ours: a directory with ``config.json`` and ``model.safetensors`` (``save_pretrained``).
+
+Pickled files are read with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs.
+Every problem is one :class:`~clip4idc.errors.Clip4idcError` naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from .config import ModelConfig, get_config, infer_config
+from .errors import Clip4idcError, fail
+from .model import TIED_KEYS, CLIP4IDC
+
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
+# Parts the original adds to CLIP: absent from an OpenAI file, initialised fresh.
+PAIR_KEYS = (
+    "clip.visual.joint_positional_embedding",
+    "clip.visual.bef_embedding",
+    "clip.visual.aft_embedding",
+    "clip.visual.ln_mid.weight",
+    "clip.visual.ln_mid.bias",
+)
+OPENAI_INT_ENTRIES = ("input_resolution", "context_length", "vocab_size")
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read raw tensors from any supported file (or one of our directories), without building a model."""
+    path = Path(path)
+    if not path.exists():
+        raise fail(path, "checkpoint not found")
+    if path.is_dir():
+        weights = path / WEIGHTS_NAME
+        if not weights.exists():
+            raise fail(path, f"directory has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
+        path = weights
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise fail(path, f"not a readable safetensors file ({err})") from None
+    if _is_torchscript(path):
+        try:
+            return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+        except (RuntimeError, OSError) as err:
+            raise fail(path, f"unreadable TorchScript archive ({str(err).splitlines()[0]})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle/zip/EOF errors come in many types
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise fail(path, f"not a readable PyTorch checkpoint (truncated or another format?): {msg}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise fail(path, "file holds no state dict of tensors")
+    return obj
+
+
+def _normalise(raw: dict[str, object], path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Map any supported layout to ours (``clip.*`` / ``decoder.*``), fp32; returns (state, layout)."""
+    state: dict[str, torch.Tensor] = {}
+    for key, value in raw.items():
+        key = key.replace("module.", "", 1) if key.startswith("module.") else key
+        key = key.replace("gamma", "weight").replace("beta", "bias")  # the original's init_preweight
+        if isinstance(value, torch.Tensor):
+            state[key] = value.float() if value.is_floating_point() else value
+        elif key not in OPENAI_INT_ENTRIES:
+            raise fail(path, f"entry {key!r} is not a tensor")
+    if any(k.startswith("clip.") for k in state):
+        layout = "clip4idc"
+    elif "visual.conv1.weight" in state and "token_embedding.weight" in state:
+        layout = "openai"
+        state = {f"clip.{k}": v for k, v in state.items()}
+    else:
+        sample = ", ".join(sorted(state)[:5])
+        raise fail(path, f"not a CLIP or CLIP4IDC checkpoint (first keys: {sample})")
+    for alias, canonical in TIED_KEYS.items():
+        if alias in state:
+            value = state.pop(alias)
+            if canonical in state:
+                ref = state[canonical]
+                if value.shape != ref.shape or not torch.allclose(value, ref, atol=1e-3, rtol=1e-3):
+                    raise fail(path, f"tied entries {alias} and {canonical} hold different values")
+            else:
+                state[canonical] = value
+    return state, layout
+
+
+def load_into(model: CLIP4IDC, path: str | Path, raw: dict[str, torch.Tensor] | None = None) -> str:
+    """Load a checkpoint file into ``model``; strict about unexpected and misshaped keys.
+
+    Allowed to be missing: the pair-specific parts for an OpenAI CLIP file, and the whole decoder for an
+    adaptation-stage file (they keep their fresh initialisation). Returns the detected layout:
+    ``openai``, ``clip4idc-adapt`` or ``clip4idc``.
+    """
+    path = Path(path)
+    state, layout = _normalise(raw if raw is not None else read_state_dict(path), path)
+    expected = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    has_decoder = any(k.startswith("decoder.") for k in state)
+    allowed_missing = set()
+    if layout == "openai":
+        allowed_missing |= set(PAIR_KEYS)
+    if not has_decoder:
+        allowed_missing |= {k for k in expected if k.startswith("decoder.")}
+        if layout == "clip4idc":
+            layout = "clip4idc-adapt"
+    missing = sorted(k for k in expected if k not in state and k not in allowed_missing)
+    unexpected = sorted(k for k in state if k not in expected)
+    misshaped = sorted(
+        f"{k} {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in state
+        if k in expected and state[k].shape != expected[k].shape
+    )
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("misshaped", misshaped)):
+        if items:
+            shown = ", ".join(items[:8]) + (f", … ({len(items)} in all)" if len(items) > 8 else "")
+            problems.append(f"{label} keys: {shown}")
+    if problems:
+        raise fail(path, "checkpoint does not match the model: " + "; ".join(problems))
+    model.load_state_dict(state, strict=False)
+    return layout
+
+
+def _raw_config(raw: dict[str, torch.Tensor], path: Path, **overrides: object) -> ModelConfig:
+    state, _ = _normalise(raw, path)
+    try:
+        return infer_config(state, **overrides)
+    except KeyError as err:
+        raise fail(path, f"cannot infer the architecture: key {err} is missing") from None
+    except ValueError as err:
+        raise fail(path, str(err)) from None
+
+
+def load(
+    source: str | Path = "demo",
+    config: ModelConfig | dict | str | None = None,
+    device: str | torch.device = "cpu",
+    **overrides: object,
+) -> CLIP4IDC:
+    """Build a model and load weights: ``"demo"`` (bundled), a ``save_pretrained`` directory, an OpenAI
+    CLIP file or an original CLIP4IDC checkpoint. The architecture comes from ``config`` (a
+    :class:`ModelConfig`, a dict, or a named config), else from the directory's ``config.json``, else
+    from the tensor shapes (``overrides`` set what shapes cannot show, e.g. ``intra_layers``)."""
+    if str(source) == "demo":
+        source = WEIGHTS_DIR / "demo"
+        if not (source / WEIGHTS_NAME).exists():
+            raise fail(source, "the bundled demo model is not installed")
+    path = Path(source)
+    raw = read_state_dict(path)
+    if isinstance(config, str):
+        cfg = get_config(config, **overrides)
+    elif isinstance(config, dict):
+        cfg = ModelConfig.from_dict({**config, **overrides})
+    elif isinstance(config, ModelConfig):
+        cfg = config
+    elif path.is_dir() and (path / CONFIG_NAME).exists():
+        cfg = ModelConfig.load(path / CONFIG_NAME)
+        if overrides:
+            cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides}, strict=True)
+    else:
+        cfg = _raw_config(raw, path, **overrides)
+    model = CLIP4IDC(cfg)
+    model.load_layout = load_into(model, path, raw)
+    return model.to(device).eval()
+
+
+def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (tied aliases stored once), atomically per file."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {
+        k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+        for k, v in model.state_dict().items()
+        if k not in TIED_KEYS
+    }
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+        tmp_name = tmp.name
+    try:
+        save_file(state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(model.config.to_dict())})
+        os.replace(tmp_name, directory / WEIGHTS_NAME)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    tmp_cfg = directory / (CONFIG_NAME + ".tmp")
+    model.config.save(tmp_cfg)
+    os.replace(tmp_cfg, directory / CONFIG_NAME)
+
+
+__all__ = ["load", "load_into", "read_state_dict", "save_pretrained", "Clip4idcError"]
