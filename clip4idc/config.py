@@ -131,6 +131,8 @@ def infer_config(state_dict: dict[str, Any], **overrides: Any) -> ModelConfig:
     Shapes determine widths, layer counts, patch, resolution, embed size, context and vocabulary. The
     per-image/joint split and head counts do not show in shapes: they come from ``overrides``, else from
     a named config with the same vision shapes, else CLIP's defaults (width // 64 heads, 8 decoder heads).
+    A file without decoder weights (OpenAI CLIP, adaptation stage) gets a fresh 3-layer decoder, as the
+    original builds one; pass ``decoder_layers=0`` for a retrieval-only model.
     """
     keys = list(state_dict)
 
@@ -163,10 +165,14 @@ def infer_config(state_dict: dict[str, Any], **overrides: Any) -> ModelConfig:
             cfg.setdefault("intra_layers", named.intra_layers)
             cfg.setdefault("decoder_heads", named.decoder_heads)
             cfg.setdefault("name", name)
-            if cfg["decoder_layers"] == 0:
+            if cfg["decoder_layers"] == 0:  # OpenAI or adaptation-stage file: a fresh decoder as the original
+                cfg["decoder_layers"] = named.decoder_layers
                 cfg["decoder_intermediate"] = named.decoder_intermediate
             break
     else:
         cfg.setdefault("intra_layers", max(0, cfg["vision_layers"] * 3 // 4))
+        if cfg["decoder_layers"] == 0:
+            cfg["decoder_layers"] = 3  # the original decoder_config.json
+            cfg["decoder_intermediate"] = 4 * cfg["embed_dim"]
     cfg.update(overrides)
     return ModelConfig.from_dict(cfg, strict=True)

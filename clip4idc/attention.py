@@ -1,0 +1,597 @@
+"""Where the model looked: encoder and decoder attention maps, heat-map overlays, and the pointing game.
+
+Why this module exists: a change caption is only trustworthy if the words point at the change. Everything
+the app shows (per-word maps, encoder maps) and the localisation score ``clip4idc eval`` reports is
+computed here, so notebooks, the CLI and the app agree.
+
+Conventions (any grid size; ``g = resolution // patch``, ``N = g² + 1`` tokens per image, token 0 the
+class token, patches row-major):
+
+* **Encoder.** Per-image (*intra*) blocks: class token → the ``g²`` patches of its own image. Joint blocks:
+  the class token of each image → the patches of *both* images (so a joint map is a pair of ``g × g``
+  maps). Maps are the mean over heads, with the class token's attention to class tokens dropped and the
+  rest renormalised to sum to 1 (a probability distribution over patches). ``rollout=True`` gives
+  attention rollout (Abnar & Zuidema, 2020): ``0.5·A + 0.5·I`` per block, rows renormalised, multiplied
+  through the blocks; the intra stage rolls out per image, the joint stage continues from the
+  block-diagonal result.
+* **Decoder.** Cross-attention of each generated token over the ``2N`` visual tokens (mean over heads),
+  per decoder layer and averaged over layers, split into a before map and an after map. These keep their
+  raw probability mass (before + after + class tokens = 1), so comparing the two shows which image a
+  word looked at. A word's map is the mean of its BPE tokens' maps.
+* **Pointing game.** The "change map" of a caption is the mean over its words of the after-image map
+  (layer mean). A hit is when the peak of that map, upsampled bicubically to the original image size,
+  falls inside a changed object's box. For ``drop`` changes the object is gone from the after image, so
+  its box from the before image is used (same camera up to a small jitter).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import Clip4idcError
+from .preprocess import ImageLike, load_image, preprocess_pairs
+from .tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
+
+PairInput = ImageLike | torch.Tensor
+
+
+# ------------------------------------------------------------------------------------------------------
+# inputs
+# ------------------------------------------------------------------------------------------------------
+def _pair_tensors(
+    model: torch.nn.Module, before: PairInput, after: PairInput
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pair as (1,3,R,R) tensors on the model's device: images/paths are preprocessed, tensors kept."""
+    device = next(model.parameters()).device
+    res = model.config.resolution
+    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+        bef, aft = (t if t.dim() == 4 else t[None] for t in (before, after))
+        if bef.shape[0] != 1 or aft.shape[0] != 1 or bef.shape[-1] != res or aft.shape[-1] != res:
+            raise Clip4idcError(
+                f"expected one preprocessed pair of shape (3,{res},{res}), got {tuple(before.shape)}"
+            )
+    else:
+        bef, aft = preprocess_pairs([before], [after], res)
+    return bef.to(device), aft.to(device)
+
+
+# ------------------------------------------------------------------------------------------------------
+# encoder attention
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class EncoderAttention:
+    """Class-token → patch maps of the pair encoder, one set per block (numpy, float32).
+
+    ``intra[l, i]``: block ``l`` (< ``intra_layers``), image ``i`` (0 before, 1 after), a (g, g) map.
+    ``joint[l, q, k]``: joint block ``l``, class token of image ``q`` over the patches of image ``k``;
+    ``joint[l, q, 0] + joint[l, q, 1]`` sums to 1.
+    """
+
+    intra: np.ndarray  # (L_intra, 2, g, g)
+    joint: np.ndarray  # (L_joint, 2, 2, g, g)
+    rollout: bool
+    grid: int
+
+    @property
+    def num_blocks(self) -> int:
+        return self.intra.shape[0] + self.joint.shape[0]
+
+    def block(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(before map, after map) for block ``index`` (0-based over all blocks). For a joint block this is
+        the mean of both class tokens' maps, each image's map taken from the pair (sums to 1 together)."""
+        n_intra = self.intra.shape[0]
+        if index < n_intra:
+            return self.intra[index, 0], self.intra[index, 1]
+        j = self.joint[index - n_intra].mean(axis=0)
+        return j[0], j[1]
+
+    def block_name(self, index: int) -> str:
+        n_intra = self.intra.shape[0]
+        kind = "per-image" if index < n_intra else "joint"
+        return f"block {index + 1}/{self.num_blocks} ({kind}{', rollout' if self.rollout else ''})"
+
+
+def _rollout(mats: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Cumulative rollout products of (…, T, T) head-mean attention matrices, one per block."""
+    out: list[torch.Tensor] = []
+    acc: torch.Tensor | None = None
+    for a in mats:
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        a = 0.5 * a + 0.5 * eye
+        a = a / a.sum(dim=-1, keepdim=True)
+        acc = a if acc is None else a @ acc
+        out.append(acc)
+    return out
+
+
+def encoder_maps(
+    attentions: Sequence[torch.Tensor], intra_layers: int, grid: int, rollout: bool = False
+) -> EncoderAttention:
+    """Turn ``encode_pair(..., need_weights=True).attentions`` of ONE pair into :class:`EncoderAttention`."""
+    n = grid * grid + 1
+    intra = [a.float().mean(dim=1)[:2] for a in attentions[:intra_layers]]  # (2, N, N) before, after
+    joint = [a.float().mean(dim=1)[0] for a in attentions[intra_layers:]]  # (2N, 2N)
+    if rollout:
+        intra = _rollout(intra)
+        if joint:
+            base = torch.eye(2 * n)
+            if intra:
+                base = torch.block_diag(intra[-1][0], intra[-1][1])
+            joint = [m @ base for m in _rollout(joint)]
+
+    def patches(row: torch.Tensor) -> np.ndarray:
+        return row.reshape(-1, grid, grid).numpy()
+
+    intra_maps = np.zeros((len(intra), 2, grid, grid), dtype=np.float32)
+    for layer, m in enumerate(intra):
+        cls = m[:, 0, 1:]  # (2, g²)
+        intra_maps[layer] = patches(cls / cls.sum(dim=-1, keepdim=True))
+    joint_maps = np.zeros((len(joint), 2, 2, grid, grid), dtype=np.float32)
+    for layer, m in enumerate(joint):
+        for q in range(2):
+            row = m[q * n]
+            both = torch.stack([row[1:n], row[n + 1 :]])  # (2, g²)
+            joint_maps[layer, q] = patches(both / both.sum())
+    return EncoderAttention(intra_maps, joint_maps, rollout, grid)
+
+
+@torch.no_grad()
+def encoder_attention(
+    model: torch.nn.Module, before: PairInput, after: PairInput, rollout: bool = False
+) -> EncoderAttention:
+    """Class-token → patch maps of every vision block for one pair (images, paths or preprocessed tensors)."""
+    bef, aft = _pair_tensors(model, before, after)
+    enc = model.encode_pair(bef, aft, need_weights=True)
+    cfg = model.config
+    return encoder_maps([a.cpu() for a in enc.attentions], cfg.intra_layers, cfg.grid, rollout)
+
+
+# ------------------------------------------------------------------------------------------------------
+# decoder attention
+# ------------------------------------------------------------------------------------------------------
+@dataclass
+class CaptionAttention:
+    """A generated caption with each token's and each word's cross-attention maps (numpy, float32).
+
+    ``before_layers[l, t]`` / ``after_layers[l, t]``: decoder layer ``l``, generated token ``t``, (g, g)
+    maps of head-mean attention mass on the patches of each image; ``cls_mass[l, t]`` is the mass on the two
+    class tokens. Layer-mean maps: :attr:`before` / :attr:`after`; per word: :meth:`word_maps`.
+    """
+
+    caption: str
+    token_ids: list[int]
+    tokens: list[str]
+    words: list[str]
+    word_tokens: list[list[int]]
+    before_layers: np.ndarray  # (layers, T, g, g)
+    after_layers: np.ndarray  # (layers, T, g, g)
+    cls_mass: np.ndarray  # (layers, T, 2)
+    grid: int
+    decoding: str = "greedy"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def before(self) -> np.ndarray:
+        """(T, g, g) mean over decoder layers."""
+        return self.before_layers.mean(axis=0)
+
+    @property
+    def after(self) -> np.ndarray:
+        return self.after_layers.mean(axis=0)
+
+    def word_maps(self, layer: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(W, g, g) before and after maps per word: mean of its tokens; ``layer=None`` → mean over layers."""
+        bef = self.before if layer is None else self.before_layers[layer]
+        aft = self.after if layer is None else self.after_layers[layer]
+        if not self.words:
+            empty = np.zeros((0, self.grid, self.grid), dtype=np.float32)
+            return empty, empty.copy()
+        wb = np.stack([bef[idx].mean(axis=0) for idx in self.word_tokens])
+        wa = np.stack([aft[idx].mean(axis=0) for idx in self.word_tokens])
+        return wb, wa
+
+    def change_map(self) -> np.ndarray:
+        """The pointing-game map: mean over words of the after-image map (layer mean); zeros if no words."""
+        _, wa = self.word_maps()
+        return wa.mean(axis=0) if len(wa) else np.zeros((self.grid, self.grid), dtype=np.float32)
+
+
+def _token_text(token: str) -> str:
+    return token.replace("</w>", "")
+
+
+def _caption_tokens(ids: Sequence[int]) -> list[int]:
+    """Generated ids → the tokens the caption keeps (the tokenizer's stop rule: end token, then ``!``)."""
+    tok = default_tokenizer()
+    kept: list[int] = []
+    for i in ids:
+        i = int(i)
+        if i in (EOT_ID, PAD_ID):
+            break
+        if "!" in tok.decode([i]):
+            break
+        kept.append(i)
+    return kept
+
+
+def group_words(token_ids: Sequence[int]) -> tuple[list[str], list[list[int]]]:
+    """Merge BPE tokens into words (a word ends at a token carrying ``</w>``); returns words and the token
+    indices of each word."""
+    tok = default_tokenizer()
+    words: list[str] = []
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for t, i in enumerate(token_ids):
+        current.append(t)
+        if tok.decoder[int(i)].endswith("</w>") or t == len(token_ids) - 1:
+            words.append(tok.decode([token_ids[k] for k in current]).strip())
+            groups.append(current)
+            current = []
+    return words, groups
+
+
+def _split_cross(cross: torch.Tensor, grid: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(layers, H, T, 2N) cross-attention → head-mean before/after (layers, T, g, g) and class mass."""
+    n = grid * grid + 1
+    m = cross.float().mean(dim=1).cpu()  # (layers, T, 2N)
+    layers, t = m.shape[:2]
+    bef = m[..., 1:n].reshape(layers, t, grid, grid).numpy()
+    aft = m[..., n + 1 :].reshape(layers, t, grid, grid).numpy()
+    cls = torch.stack([m[..., 0], m[..., n]], dim=-1).numpy()
+    return bef, aft, cls
+
+
+def _build_result(ids: Sequence[int], cross: torch.Tensor, grid: int, decoding: str) -> CaptionAttention:
+    """One caption's ids and its (layers, H, T', 2N) cross-attention → :class:`CaptionAttention`."""
+    tok = default_tokenizer()
+    kept = _caption_tokens(ids)
+    bef, aft, cls = _split_cross(cross[:, :, : len(kept)], grid)
+    words, groups = group_words(kept)
+    return CaptionAttention(
+        caption=tok.caption_text(list(ids)),
+        token_ids=kept,
+        tokens=[_token_text(tok.decoder[i]) for i in kept],
+        words=words,
+        word_tokens=groups,
+        before_layers=bef,
+        after_layers=aft,
+        cls_mass=cls,
+        grid=grid,
+        decoding=decoding,
+    )
+
+
+@torch.no_grad()
+def captions_from_hidden(
+    model: torch.nn.Module,
+    hidden: torch.Tensor,
+    beam_size: int = 1,
+    max_words: int | None = None,
+    length_penalty: float = 0.0,
+) -> list[CaptionAttention]:
+    """Decode a batch of visual tokens (B, 2N, E) and collect each caption's cross-attention. Greedy maps
+    come from the decoding steps themselves; beam search gets them from one teacher-forced pass over the
+    chosen captions (row t of that pass is the attention while producing token t)."""
+    from .decoding import beam_search, greedy_decode
+
+    if model.decoder is None:
+        raise Clip4idcError("this model has no caption decoder")
+    steps = int(max_words or model.config.max_words)
+    grid = model.config.grid
+    if beam_size <= 1:
+        ids, maps = greedy_decode(model.decoder, hidden, steps, return_cross_attention=True)
+        return [_build_result(ids[b].tolist(), maps[:, b], grid, "greedy") for b in range(ids.shape[0])]
+    ids = beam_search(model.decoder, hidden, steps, beam_size, length_penalty)
+    out = []
+    for b in range(ids.shape[0]):
+        kept = _caption_tokens(ids[b].tolist())
+        inp = torch.tensor([[SOT_ID] + kept], dtype=torch.long, device=hidden.device)
+        _, crosses = model.decoder(hidden[b : b + 1], inp, torch.ones_like(inp), return_cross_attention=True)
+        cross = torch.stack([c[0, :, : len(kept)] for c in crosses])
+        out.append(_build_result(ids[b].tolist(), cross, grid, f"beam {beam_size}"))
+    return out
+
+
+def caption_from_hidden(
+    model: torch.nn.Module,
+    hidden: torch.Tensor,
+    beam_size: int = 1,
+    max_words: int | None = None,
+    length_penalty: float = 0.0,
+) -> CaptionAttention:
+    """Decode ONE pair's visual tokens (1, 2N, E) with its cross-attention (see :func:`captions_from_hidden`)."""
+    return captions_from_hidden(model, hidden[:1], beam_size, max_words, length_penalty)[0]
+
+
+@torch.no_grad()
+def caption_with_attention(
+    model: torch.nn.Module,
+    before: PairInput,
+    after: PairInput,
+    beam_size: int = 1,
+    max_words: int | None = None,
+    length_penalty: float = 0.0,
+) -> CaptionAttention:
+    """Caption one pair (images, paths or preprocessed tensors) with per-token and per-word cross-attention
+    maps; beam search gets its maps from one teacher-forced pass over the chosen caption."""
+    bef, aft = _pair_tensors(model, before, after)
+    hidden = model.encode_pair(bef, aft).hidden
+    return caption_from_hidden(model, hidden, beam_size, max_words, length_penalty)
+
+
+@dataclass
+class PairExplanation:
+    """Caption, decoder maps and encoder maps of one pair from a single encoder pass (what the app shows)."""
+
+    caption: CaptionAttention
+    encoder: EncoderAttention
+
+
+@torch.no_grad()
+def explain_pair(
+    model: torch.nn.Module,
+    before: PairInput,
+    after: PairInput,
+    beam_size: int = 1,
+    max_words: int | None = None,
+    length_penalty: float = 0.0,
+    rollout: bool = False,
+) -> PairExplanation:
+    """:func:`caption_with_attention` and :func:`encoder_attention` sharing one encoder pass."""
+    bef, aft = _pair_tensors(model, before, after)
+    enc = model.encode_pair(bef, aft, need_weights=True)
+    cfg = model.config
+    encoder = encoder_maps([a.cpu() for a in enc.attentions], cfg.intra_layers, cfg.grid, rollout)
+    return PairExplanation(
+        caption_from_hidden(model, enc.hidden, beam_size, max_words, length_penalty), encoder
+    )
+
+
+@torch.no_grad()
+def score_captions(
+    model: torch.nn.Module, before: PairInput, after: PairInput, captions: Sequence[str]
+) -> list[float]:
+    """Retrieval scores (scaled cosine similarity, stage-1 head) of candidate captions for one pair."""
+    texts = [c.strip() for c in captions if c.strip()]
+    if not texts:
+        return []
+    bef, aft = _pair_tensors(model, before, after)
+    pair = model.encode_pair(bef, aft).pooled
+    ids, _ = default_tokenizer().batch(texts, model.config.context_length)
+    text, _ = model.encode_text(ids.to(pair.device))
+    return model.retrieval_logits(text.float(), pair.float())[:, 0].tolist()
+
+
+# ------------------------------------------------------------------------------------------------------
+# rendering
+# ------------------------------------------------------------------------------------------------------
+def _as_rgb_array(image: ImageLike | np.ndarray) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        return arr[..., :3]
+    return np.asarray(load_image(image))
+
+
+def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic upsampling of a (g, g) map to ``size`` = (width, height) with PIL (float image, no OpenCV)."""
+    img = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    return np.asarray(img.resize(size, Image.BICUBIC), dtype=np.float32)
+
+
+def overlay(
+    image: ImageLike | np.ndarray,
+    heatmap: np.ndarray,
+    alpha: float = 0.55,
+    cmap: str = "jet",
+    vmax: float | None = None,
+    as_pil: bool = False,
+) -> np.ndarray | Image.Image:
+    """The image with a smooth heat map on top: the (g, g) map is upsampled bicubically to the image size,
+    scaled to [0, 1] by ``vmax`` (default: its own max), coloured with a matplotlib colormap and blended
+    with an opacity that grows with the heat, so cold regions keep the photo visible. Returns uint8 RGB."""
+    import matplotlib
+
+    rgb = _as_rgb_array(image)
+    h, w = rgb.shape[:2]
+    heat = upsample(heatmap, (w, h))
+    top = float(vmax) if vmax is not None else float(heat.max())
+    heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
+    colours = matplotlib.colormaps[cmap](heat)[..., :3]
+    a = alpha * (0.3 + 0.7 * heat)[..., None]
+    out = (1 - a) * (rgb.astype(np.float32) / 255.0) + a * colours
+    arr = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr) if as_pil else arr
+
+
+def word_panels(
+    result: CaptionAttention,
+    before_img: ImageLike | np.ndarray,
+    after_img: ImageLike | np.ndarray,
+    layer: int | None = None,
+    gap: int = 6,
+) -> list[tuple[np.ndarray, str]]:
+    """One (before | after) overlay strip per word, on a common scale per word so the image the word looked at
+    more is hotter; labelled with the word and its share of attention on each image."""
+    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
+    if aft_rgb.shape != bef_rgb.shape:
+        aft_rgb = np.asarray(
+            Image.fromarray(aft_rgb).resize((bef_rgb.shape[1], bef_rgb.shape[0]), Image.BICUBIC)
+        )
+    wb, wa = result.word_maps(layer)
+    panels = []
+    for word, mb, ma in zip(result.words, wb, wa):
+        top = float(max(mb.max(), ma.max()))
+        left = overlay(bef_rgb, mb, vmax=top)
+        right = overlay(aft_rgb, ma, vmax=top)
+        sep = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
+        total = float(mb.sum() + ma.sum()) or 1.0
+        label = f"{word}  (before {mb.sum() / total:.0%} | after {ma.sum() / total:.0%})"
+        panels.append((np.concatenate([left, sep, right], axis=1), label))
+    return panels
+
+
+def plot_word_maps(
+    result: CaptionAttention,
+    before_img: ImageLike | np.ndarray,
+    after_img: ImageLike | np.ndarray,
+    path: str | Path | None = None,
+    layer: int | None = None,
+    dpi: int = 100,
+) -> Any:
+    """A matplotlib figure with one column per word (before on top, after below; a shared scale per word);
+    saved as PNG when ``path`` is given. Uses the object-oriented API (no pyplot state, thread-safe)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
+    wb, wa = result.word_maps(layer)
+    cols = max(1, len(result.words))
+    fig = Figure(figsize=(2.2 * cols, 4.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, cols, squeeze=False)
+    for c in range(cols):
+        for r in range(2):
+            axes[r, c].axis("off")
+        if c >= len(result.words):
+            axes[0, c].set_title("(empty caption)", fontsize=9)
+            continue
+        top = float(max(wb[c].max(), wa[c].max()))
+        axes[0, c].imshow(overlay(bef_rgb, wb[c], vmax=top))
+        axes[1, c].imshow(overlay(aft_rgb, wa[c], vmax=top))
+        axes[0, c].set_title(result.words[c], fontsize=11)
+    axes[0, 0].text(
+        -0.08, 0.5, "before", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right"
+    )
+    axes[1, 0].text(-0.08, 0.5, "after", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
+    fig.suptitle(result.caption or "(empty caption)", fontsize=12)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(str(path), format="png")
+    return fig
+
+
+def plot_encoder_maps(
+    maps: EncoderAttention,
+    before_img: ImageLike | np.ndarray,
+    after_img: ImageLike | np.ndarray,
+    path: str | Path | None = None,
+    dpi: int = 100,
+) -> Any:
+    """A figure with one column per vision block (class-token maps; before on top, after below)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
+    cols = maps.num_blocks
+    fig = Figure(figsize=(2.2 * cols, 4.6), dpi=dpi)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, cols, squeeze=False)
+    for c in range(cols):
+        mb, ma = maps.block(c)
+        top = float(max(mb.max(), ma.max()))
+        axes[0, c].imshow(overlay(bef_rgb, mb, vmax=top))
+        axes[1, c].imshow(overlay(aft_rgb, ma, vmax=top))
+        axes[0, c].set_title(maps.block_name(c).replace(" (", "\n("), fontsize=9)
+        axes[0, c].axis("off")
+        axes[1, c].axis("off")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(str(path), format="png")
+    return fig
+
+
+def figure_to_image(fig: Any) -> Image.Image:
+    """Render a matplotlib figure to a PIL RGB image."""
+    fig.canvas.draw()
+    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+
+
+# ------------------------------------------------------------------------------------------------------
+# localisation: the pointing game
+# ------------------------------------------------------------------------------------------------------
+Box = Sequence[float]
+
+
+def after_peak_hit(
+    after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int], tolerance: float = 0.0
+) -> bool:
+    """Does the peak of ``after_map`` (g, g), upsampled bicubically to ``image_size`` = (width, height), fall
+    inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]`` in that image, grown by ``tolerance`` px)?"""
+    boxes = [list(map(float, b)) for b in boxes]
+    if not boxes:
+        return False
+    heat = upsample(after_map, (int(image_size[0]), int(image_size[1])))
+    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    px, py = x + 0.5, y + 0.5
+    return any(
+        x0 - tolerance <= px <= x1 + tolerance and y0 - tolerance <= py <= y1 + tolerance
+        for x0, y0, x1, y1 in boxes
+    )
+
+
+def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list[Box]:
+    """Boxes the after-image peak may hit: the changed object's after-image boxes, or for ``drop`` (object
+    gone) its before-image box. Empty for no-change pairs (they are not scored)."""
+    if change_type == "drop" or not boxes.get("after"):
+        return list(boxes.get("before", []))
+    return list(boxes.get("after", []))
+
+
+def pointing_game(
+    model: torch.nn.Module,
+    pairs: Sequence[Mapping[str, Any]],
+    scenes_root: str | Path,
+    batch_size: int = 16,
+) -> dict[str, Any]:
+    """Pointing-game accuracy (%) over pairs with a change: overall and per change type.
+
+    ``pairs``: records with ``before`` and ``after`` image paths and the pair ``id`` (or ``image_id``) under
+    which ``scenes.json`` in ``scenes_root`` describes it. Captions are greedy; no-change pairs are skipped.
+    Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``.
+    """
+    from .data.synthetic import change_boxes, load_scenes
+
+    scenes = load_scenes(scenes_root)
+    if not isinstance(scenes, Mapping):
+        scenes = {str(s.get("id", s.get("image_id"))): s for s in scenes}
+    jobs = []
+    for rec in pairs:
+        key = str(rec.get("id", rec.get("image_id")))
+        scene = scenes.get(key)
+        if scene is None:
+            continue
+        change = str(scene.get("change_type", scene.get("type", "none")))
+        boxes = pointing_boxes(change, change_boxes(scene))
+        if not boxes or change in ("none", "no_change", "nochange"):
+            continue
+        jobs.append((rec, change, boxes))
+    hits: dict[str, list[bool]] = {}
+    for start in range(0, len(jobs), batch_size):
+        chunk = jobs[start : start + batch_size]
+        bef_imgs = [load_image(rec["before"]) for rec, _, _ in chunk]
+        aft_imgs = [load_image(rec["after"]) for rec, _, _ in chunk]
+        bef, aft = preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution)
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            hidden = model.encode_pair(bef.to(device), aft.to(device)).hidden
+        results = captions_from_hidden(model, hidden)
+        for res, (_, change, boxes), img in zip(results, chunk, aft_imgs):
+            hits.setdefault(change, []).append(after_peak_hit(res.change_map(), boxes, img.size))
+    every = [h for v in hits.values() for h in v]
+    return {
+        "overall": 100.0 * float(np.mean(every)) if every else float("nan"),
+        "per_type": {k: 100.0 * float(np.mean(v)) for k, v in sorted(hits.items())},
+        "counts": {k: len(v) for k, v in sorted(hits.items())},
+        "n": len(every),
+    }

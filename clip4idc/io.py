@@ -1,0 +1,86 @@
+"""Small JSON helpers shared by the CLI commands.
+
+Why: every command reads user JSON (predictions, ground truth, metrics) and writes results. Reading must
+turn any problem into the one-line :class:`~clip4idc.errors.Clip4idcError`, and writing must never leave a
+half-written file behind (an interrupted run keeps the previous version intact).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import fail
+
+
+def _to_builtin(obj: Any) -> Any:
+    """``json.dump`` fallback for numpy / torch scalars and arrays (metrics are often numpy floats)."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Load a JSON file; any failure becomes one ``<path>: <problem>`` error line.
+
+    Malformed JSON reports the line and column of the first problem so the user can fix it by hand.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail(p, "file not found") from None
+    except IsADirectoryError:
+        raise fail(p, "is a directory, expected a JSON file") from None
+    except PermissionError:
+        raise fail(p, "permission denied") from None
+    except UnicodeDecodeError as err:
+        raise fail(p, f"not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise fail(p, f"cannot read file ({err.strerror or err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise fail(p, f"malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
+    """Write ``obj`` as JSON via a temporary file in the same folder and ``os.replace``.
+
+    The target either keeps its old content or gets the complete new content, never a truncated file.
+    Missing parent folders are created. numpy/torch scalars and arrays are converted to plain numbers/lists.
+    Returns the path written.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise fail(target, "is a directory, cannot write JSON there")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as err:
+        raise fail(target, f"cannot write file ({err.strerror or err})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, indent=indent, ensure_ascii=False, default=_to_builtin)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException as err:
+        try:
+            os.unlink(tmp_name)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise fail(target, f"cannot write file ({err.strerror or err})") from None
+        raise
+    return target
