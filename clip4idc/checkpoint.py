@@ -24,7 +24,7 @@ import torch
 
 from .config import ModelConfig, get_config, infer_config
 from .errors import Clip4idcError, fail
-from .model import TIED_KEYS, CLIP4IDC
+from .model import CLIP4IDC, TIED_KEYS
 
 WEIGHTS_DIR = Path(__file__).with_name("weights")
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -206,7 +206,9 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
     with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
         tmp_name = tmp.name
     try:
-        save_file(state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(model.config.to_dict())})
+        save_file(
+            state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(model.config.to_dict())}
+        )
         os.replace(tmp_name, directory / WEIGHTS_NAME)
     finally:
         if os.path.exists(tmp_name):

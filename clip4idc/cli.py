@@ -23,7 +23,9 @@ _COMMAND_MODULES = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clip4idc", description="Image difference captioning with CLIP4IDC.")
+    parser = argparse.ArgumentParser(
+        prog="clip4idc", description="Image difference captioning with CLIP4IDC."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMAND_MODULES:
         try:

@@ -21,9 +21,9 @@ class LayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         dtype = x.dtype
-        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps).to(
-            dtype
-        )
+        return F.layer_norm(
+            x.float(), self.normalized_shape, self.weight.float(), self.bias.float(), self.eps
+        ).to(dtype)
 
 
 class QuickGELU(nn.Module):
@@ -152,7 +152,9 @@ class PairVisionTransformer(nn.Module):
             if probs is not None:
                 attentions.append(probs)
         x = x.view(b, 2, x.shape[1], x.shape[2])
-        x = torch.cat([x[:, 0] + self.bef_embedding.to(x.dtype), x[:, 1] + self.aft_embedding.to(x.dtype)], dim=1)
+        x = torch.cat(
+            [x[:, 0] + self.bef_embedding.to(x.dtype), x[:, 1] + self.aft_embedding.to(x.dtype)], dim=1
+        )
         x = self.ln_mid(x + self.joint_positional_embedding.to(x.dtype))
         for block in blocks[self.intra_layers :]:
             x, probs = block(x, None, need_weights)

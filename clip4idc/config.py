@@ -62,13 +62,19 @@ class ModelConfig:
         if self.resolution % self.patch:
             problems.append(f"resolution {self.resolution} is not a multiple of patch {self.patch}")
         if not 0 <= self.intra_layers <= self.vision_layers:
-            problems.append(f"intra_layers {self.intra_layers} not in [0, vision_layers={self.vision_layers}]")
+            problems.append(
+                f"intra_layers {self.intra_layers} not in [0, vision_layers={self.vision_layers}]"
+            )
         if self.vision_width % self.vision_heads:
-            problems.append(f"vision_width {self.vision_width} not divisible by vision_heads {self.vision_heads}")
+            problems.append(
+                f"vision_width {self.vision_width} not divisible by vision_heads {self.vision_heads}"
+            )
         if self.text_width % self.text_heads:
             problems.append(f"text_width {self.text_width} not divisible by text_heads {self.text_heads}")
         if self.decoder_layers and self.embed_dim != self.text_width:
-            problems.append("the caption decoder ties its embeddings to CLIP's: embed_dim must equal text_width")
+            problems.append(
+                "the caption decoder ties its embeddings to CLIP's: embed_dim must equal text_width"
+            )
         if self.decoder_layers and self.embed_dim % self.decoder_heads:
             problems.append(f"embed_dim {self.embed_dim} not divisible by decoder_heads {self.decoder_heads}")
         if self.max_words > self.context_length:
@@ -160,7 +166,9 @@ def infer_config(state_dict: dict[str, Any], **overrides: Any) -> ModelConfig:
         cfg["decoder_intermediate"] = shape("decoder.decoder.layer.0.intermediate.dense.weight")[0]
     for name in list_configs():
         named = get_config(name)
-        same = all(getattr(named, k) == cfg[k] for k in ("vision_width", "patch", "resolution", "vision_layers"))
+        same = all(
+            getattr(named, k) == cfg[k] for k in ("vision_width", "patch", "resolution", "vision_layers")
+        )
         if same:
             cfg.setdefault("intra_layers", named.intra_layers)
             cfg.setdefault("decoder_heads", named.decoder_heads)

@@ -52,7 +52,9 @@ class MultiHeadAttention(nn.Module):
     def forward(
         self, q: torch.Tensor, kv: torch.Tensor, mask: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.attend(self.split(self.query(q)), self.split(self.key(kv)), self.split(self.value(kv)), mask)
+        return self.attend(
+            self.split(self.query(q)), self.split(self.key(kv)), self.split(self.value(kv)), mask
+        )
 
 
 class SelfOutput(nn.Module):

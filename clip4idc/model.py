@@ -46,7 +46,9 @@ def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
 
 def caption_loss(logits: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:
     """Token cross-entropy ignoring id 0 (padding; the original's ``ignore_index=0``)."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), output_ids.reshape(-1), ignore_index=0)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), output_ids.reshape(-1), ignore_index=0
+    )
 
 
 class CLIP4IDC(nn.Module):
@@ -61,7 +63,9 @@ class CLIP4IDC(nn.Module):
         )
 
     # -- encoders -------------------------------------------------------------------------------------
-    def encode_pair(self, before: torch.Tensor, after: torch.Tensor, need_weights: bool = False) -> PairEncoding:
+    def encode_pair(
+        self, before: torch.Tensor, after: torch.Tensor, need_weights: bool = False
+    ) -> PairEncoding:
         pooled, hidden, attentions = self.clip.encode_pair(before, after, need_weights)
         return PairEncoding(pooled, hidden, attentions)
 
@@ -75,7 +79,9 @@ class CLIP4IDC(nn.Module):
         v = pair_pooled / pair_pooled.norm(dim=-1, keepdim=True)
         return self.clip.logit_scale.exp() * t @ v.t()
 
-    def retrieval_loss(self, before: torch.Tensor, after: torch.Tensor, text_ids: torch.Tensor) -> torch.Tensor:
+    def retrieval_loss(
+        self, before: torch.Tensor, after: torch.Tensor, text_ids: torch.Tensor
+    ) -> torch.Tensor:
         pair = self.encode_pair(before, after).pooled
         text, _ = self.encode_text(text_ids)
         return contrastive_loss(self.retrieval_logits(text.float(), pair.float()))
@@ -144,7 +150,9 @@ class CLIP4IDC(nn.Module):
         device = next(self.parameters()).device
         texts: list[str] = []
         for i in range(0, len(bef_list), batch_size):
-            bef, aft = preprocess_pairs(bef_list[i : i + batch_size], aft_list[i : i + batch_size], self.config.resolution)
+            bef, aft = preprocess_pairs(
+                bef_list[i : i + batch_size], aft_list[i : i + batch_size], self.config.resolution
+            )
             ids = self.generate(bef.to(device), aft.to(device), max_words, beam_size, length_penalty)
             texts += [tok.caption_text(row) for row in ids.cpu()]
         self.train(was_training)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import torch
@@ -22,7 +21,7 @@ from .errors import fail
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
-ImageLike = Union[str, Path, Image.Image]
+ImageLike = str | Path | Image.Image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

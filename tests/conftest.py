@@ -19,5 +19,7 @@ def parity_fixture_path() -> Path:
 def parity() -> dict:
     path = parity_fixture_path()
     if not path.exists():
-        pytest.fail(f"parity fixture not found: {path} (set CLIP4IDC_PARITY_FIXTURE or provide ../shared/parity)")
+        pytest.fail(
+            f"parity fixture not found: {path} (set CLIP4IDC_PARITY_FIXTURE or provide ../shared/parity)"
+        )
     return torch.load(path, weights_only=False)  # our own trusted fixture file

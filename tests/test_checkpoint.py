@@ -14,7 +14,11 @@ from clip4idc.model import TIED_KEYS
 
 def openai_state_dict(model: clip4idc.CLIP4IDC) -> dict:
     """A random state dict in OpenAI's ``ViT-B-32.pt`` layout (what ``CLIP.get_config`` returns)."""
-    sd = {k[len("clip.") :]: v.clone() for k, v in model.state_dict().items() if k.startswith("clip.") and k not in PAIR_KEYS}
+    sd = {
+        k[len("clip.") :]: v.clone()
+        for k, v in model.state_dict().items()
+        if k.startswith("clip.") and k not in PAIR_KEYS
+    }
     cfg = model.config
     sd.update(input_resolution=cfg.resolution, context_length=cfg.context_length, vocab_size=cfg.vocab_size)
     return sd
@@ -105,13 +109,17 @@ def test_bad_checkpoints(tmp_path, parity):
     cases.append((_save(tmp_path, missing, "missing.bin"), "missing keys: clip.visual.ln_post.weight"))
     shaped = dict(good, **{"clip.visual.proj": torch.zeros(5, 5)})
     cases.append((_save(tmp_path, shaped, "shape.bin"), r"misshaped keys: clip.visual.proj \(5, 5\)"))
-    untied = dict(good, **{"decoder.embeddings.word_embeddings.weight": good["clip.token_embedding.weight"] + 1})
+    untied = dict(
+        good, **{"decoder.embeddings.word_embeddings.weight": good["clip.token_embedding.weight"] + 1}
+    )
     cases.append((_save(tmp_path, untied, "untied.bin"), "tied entries"))
     (tmp_path / "trunc.bin").write_bytes(_save(tmp_path, good, "full.bin").read_bytes()[:5000])
     cases.append((tmp_path / "trunc.bin", "not a readable PyTorch checkpoint"))
     (tmp_path / "notes.json").write_text('{"a": 1}')
     cases.append((tmp_path / "notes.json", "not a readable PyTorch checkpoint"))
-    cases.append((_save(tmp_path, {"foo.weight": torch.zeros(2)}, "other.bin"), "not a CLIP or CLIP4IDC checkpoint"))
+    cases.append(
+        (_save(tmp_path, {"foo.weight": torch.zeros(2)}, "other.bin"), "not a CLIP or CLIP4IDC checkpoint")
+    )
     cases.append((tmp_path / "absent.bin", "checkpoint not found"))
     (tmp_path / "emptydir").mkdir()
     cases.append((tmp_path / "emptydir", "no model.safetensors"))

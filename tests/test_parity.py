@@ -44,7 +44,9 @@ def test_parity_all_outputs(parity, tmp_path):
         assert_close(contrastive_loss(logits), out["loss_retrieval_from_eval_logits"], "loss_retrieval_eval")
         dec = model.caption_logits(pair.hidden, inp["input_caption_ids"], inp["decoder_mask"])
         assert_close(dec, out["decoder_logits"], "decoder_logits")
-        assert_close(caption_loss(dec, inp["output_caption_ids"]), out["loss_caption_from_eval_logits"], "loss_cap")
+        assert_close(
+            caption_loss(dec, inp["output_caption_ids"]), out["loss_caption_from_eval_logits"], "loss_cap"
+        )
 
 
 def test_parity_training_losses(parity, tmp_path):
@@ -57,7 +59,11 @@ def test_parity_training_losses(parity, tmp_path):
     inp, out = parity["inputs"], parity["outputs"]
     with torch.no_grad():
         loss_c = model.caption_loss(
-            inp["bef_image"], inp["aft_image"], inp["input_caption_ids"], inp["output_caption_ids"], inp["decoder_mask"]
+            inp["bef_image"],
+            inp["aft_image"],
+            inp["input_caption_ids"],
+            inp["output_caption_ids"],
+            inp["decoder_mask"],
         )
         loss_r = model.retrieval_loss(inp["bef_image"], inp["aft_image"], inp["input_ids"])
     assert_close(loss_c, out["loss_caption_train"], "loss_caption_train")
@@ -106,6 +112,19 @@ def test_parity_fp16_checkpoint(parity, tmp_path):
 
 def test_config_inferred_from_shapes(parity):
     cfg = clip4idc.infer_config(parity["state_dict"], intra_layers=parity["config"]["intra_layers"])
-    for key in ("vision_width", "vision_layers", "patch", "resolution", "embed_dim", "text_width", "text_layers",
-                "context_length", "vocab_size", "decoder_layers", "decoder_intermediate", "vision_heads", "text_heads"):
+    for key in (
+        "vision_width",
+        "vision_layers",
+        "patch",
+        "resolution",
+        "embed_dim",
+        "text_width",
+        "text_layers",
+        "context_length",
+        "vocab_size",
+        "decoder_layers",
+        "decoder_intermediate",
+        "vision_heads",
+        "text_heads",
+    ):
         assert getattr(cfg, key) == parity["config"][key], key

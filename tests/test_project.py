@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,8 +21,14 @@ def test_environment_yml_matches_pyproject():
         if extra != "all":
             wanted |= {_name(r) for r in reqs}
     lines = (REPO / "environment.yml").read_text().splitlines()
-    listed = {_name(line.strip()[2:]) for line in lines if line.startswith("      - ") and not line.strip().startswith("- -e")}
-    assert wanted == listed, f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+    listed = {
+        _name(line.strip()[2:])
+        for line in lines
+        if line.startswith("      - ") and not line.strip().startswith("- -e")
+    }
+    assert wanted == listed, (
+        f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
+    )
 
 
 def test_ci_runs_the_readme_test_command():
