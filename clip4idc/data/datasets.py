@@ -1,0 +1,223 @@
+"""Torch datasets for CLIP4IDC's two stages.
+
+* :class:`AdaptationDataset` — retrieval adaptation: a pair and one caption. In training a caption is
+  drawn at random and, for CLEVR-Change, the before image is replaced by the distractor with probability
+  0.5 (as the original does: the nonsemantic image shows the same scene, so the caption still holds).
+* :class:`CaptionDataset` — captioning finetuning: a pair and teacher-forcing ids; for CLEVR-Change also the
+  distractor pair with a no-change caption (the original sums the losses of both pairs).
+
+All randomness comes from ``numpy.random.default_rng([seed, epoch, index])``: an item depends only on
+(seed, epoch, index), not on worker count or order, so a resumed run sees exactly the same samples.
+Images can be cached on disk as resized uint8 arrays so later epochs skip PNG decoding; cached and
+uncached tensors are bit-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from ..preprocess import CLIP_MEAN, CLIP_STD, load_image
+from ..tokenizer import Tokenizer, default_tokenizer
+from .readers import Pair, detect_dataset, load_pairs
+
+_MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+_STD = torch.tensor(CLIP_STD).view(3, 1, 1)
+
+
+def _normalise(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (3, R, R) → CLIP-normalised float32, with exactly the operations of ``preprocess``."""
+    x = torch.from_numpy(arr.astype(np.float32)) / 255.0
+    return (x - _MEAN) / _STD
+
+
+class ImageCache:
+    """Resized uint8 images, optionally kept on disk under ``cache_dir``.
+
+    The key is the file's absolute path, size and modification time plus the resolution, so an edited
+    image is decoded again. Writes go through a temporary file and ``os.replace``: several DataLoader
+    workers may fill the cache at once.
+    """
+
+    def __init__(self, resolution: int, cache_dir: str | Path | None = None) -> None:
+        self.resolution = int(resolution)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+
+    def _decode(self, path: Path) -> np.ndarray:
+        img = load_image(path).resize((self.resolution, self.resolution), Image.BICUBIC)
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1))
+
+    def cache_path(self, path: Path) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        path = Path(path).resolve()
+        try:
+            st = path.stat()
+        except OSError:
+            return None  # load_image will raise the one-line error
+        key = f"{path}|{st.st_size}|{st.st_mtime_ns}|{self.resolution}"
+        return self.cache_dir / f"{hashlib.sha1(key.encode()).hexdigest()}.npy"
+
+    def uint8(self, path: str | Path) -> np.ndarray:
+        """The resized image as uint8 (3, R, R), from the cache when there."""
+        cpath = self.cache_path(Path(path))
+        if cpath is not None and cpath.exists():
+            try:
+                arr = np.load(cpath, allow_pickle=False)
+                if arr.shape == (3, self.resolution, self.resolution) and arr.dtype == np.uint8:
+                    return arr
+            except (OSError, ValueError):
+                pass  # a torn or foreign file: decode again and overwrite it
+        arr = self._decode(Path(path))
+        if cpath is not None:
+            tmp = cpath.with_name(f"{cpath.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, arr, allow_pickle=False)
+            os.replace(tmp, cpath)
+        return arr
+
+    def tensor(self, path: str | Path) -> torch.Tensor:
+        return _normalise(self.uint8(path))
+
+
+class _PairDataset(Dataset):
+    """Shared plumbing: pairs, image cache, tokenizer, per-item generator."""
+
+    def __init__(
+        self,
+        source: str | Path | list[Pair],
+        split: str = "train",
+        resolution: int = 224,
+        max_words: int = 32,
+        train: bool = False,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        dataset: str | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> None:
+        if isinstance(source, (str, Path)):
+            dataset = dataset or detect_dataset(source)
+            all_pairs = load_pairs(source, dataset, split)
+        else:
+            all_pairs = list(source)
+        self.split = split
+        self.resolution = resolution
+        self.max_words = max_words
+        self.train = train
+        self.seed = int(seed)
+        self.epoch = 0
+        self.images = ImageCache(resolution, cache_dir)
+        self.tokenizer = tokenizer or default_tokenizer()
+        # No-change references per scene, for change pairs built without ``distractor_captions``.
+        self._nochange = {p.scene_id: p for p in all_pairs if p.change_type == "no_change" and p.scene_id}
+        self.all_pairs = all_pairs
+        self.pairs = self._select(all_pairs)
+
+    def _select(self, pairs: list[Pair]) -> list[Pair]:
+        return pairs
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the random choices of the next pass depend on ``epoch`` (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, int(index)])
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def distractor_of(self, pair: Pair) -> tuple[Path | None, list[str]]:
+        """CLEVR-Change distractor image and its no-change captions (None when the pair has none)."""
+        if pair.distractor is not None:
+            caps = pair.distractor_captions
+            if not caps and pair.scene_id in self._nochange:
+                caps = self._nochange[pair.scene_id].captions
+            return pair.distractor, caps
+        nc = self._nochange.get(pair.scene_id) if pair.change_type in CHANGE_SET else None
+        return (nc.after, nc.captions) if nc is not None else (None, [])
+
+
+CHANGE_SET = {"color", "material", "add", "drop", "move"}
+
+
+def _is_change(pair: Pair) -> bool:
+    return pair.change_type != "no_change"
+
+
+class AdaptationDataset(_PairDataset):
+    """Pair + one caption for retrieval adaptation.
+
+    Items: ``before``, ``after`` (3, R, R) float32, ``text_ids``, ``text_mask`` (L,) long, ``index``.
+    Only change pairs are used in both modes (the no-change captions of CLEVR-Change are all alike, so
+    text-to-pair retrieval over them is ill-posed). Evaluation: first caption, no swap.
+    """
+
+    def _select(self, pairs: list[Pair]) -> list[Pair]:
+        return [p for p in pairs if _is_change(p)]
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.pairs[index]
+        before_path = pair.before
+        caption = pair.captions[0] if pair.captions else ""
+        if self.train:
+            rng = self.rng(index)
+            if pair.captions:
+                caption = pair.captions[int(rng.integers(len(pair.captions)))]
+            distractor, _ = self.distractor_of(pair)
+            swap = rng.random() < 0.5
+            if distractor is not None and swap:
+                before_path = distractor
+        ids, mask = self.tokenizer.batch([caption], self.max_words)
+        return {
+            "before": self.images.tensor(before_path),
+            "after": self.images.tensor(pair.after),
+            "text_ids": ids[0],
+            "text_mask": mask[0],
+            "index": index,
+        }
+
+
+class CaptionDataset(_PairDataset):
+    """Pairs + teacher-forcing targets for captioning finetuning, or pairs alone for evaluation.
+
+    Training (change pairs only for CLEVR-Change): ``before``, ``after``, ``input_ids``, ``output_ids``,
+    ``decoder_mask``, ``index``; with a distractor also ``distractor`` and ``nc_input_ids``,
+    ``nc_output_ids``, ``nc_decoder_mask`` for a random no-change caption.
+    Evaluation (every pair, no-change ones included): ``before``, ``after``, ``index``; the references
+    are ``dataset.pairs[index].captions``.
+    """
+
+    def _select(self, pairs: list[Pair]) -> list[Pair]:
+        return [p for p in pairs if _is_change(p)] if self.train else pairs
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.pairs[index]
+        item = {
+            "before": self.images.tensor(pair.before),
+            "after": self.images.tensor(pair.after),
+            "index": index,
+        }
+        if not self.train:
+            return item
+        rng = self.rng(index)
+        caption = pair.captions[int(rng.integers(len(pair.captions)))] if pair.captions else ""
+        inp, out, mask = self.tokenizer.caption_targets([caption], self.max_words)
+        item.update(input_ids=inp[0], output_ids=out[0], decoder_mask=mask[0])
+        distractor, nc_caps = self.distractor_of(pair)
+        if distractor is not None:
+            nc = nc_caps[int(rng.integers(len(nc_caps)))] if nc_caps else "there is no change"
+            ninp, nout, nmask = self.tokenizer.caption_targets([nc], self.max_words)
+            item.update(
+                distractor=self.images.tensor(distractor),
+                nc_input_ids=ninp[0],
+                nc_output_ids=nout[0],
+                nc_decoder_mask=nmask[0],
+            )
+        return item
