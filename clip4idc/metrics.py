@@ -152,7 +152,7 @@ def _normalise_predictions(predictions: Mapping[Any, Any], ref_ids: Sequence[str
 def _java_error(err: OSError, what: str) -> Clip4idcError:
     if isinstance(err, FileNotFoundError):
         return Clip4idcError(f"{what} needs Java: 'java' was not found on PATH")
-    return Clip4idcError(f"{what} failed to start: {err}")
+    return Clip4idcError(f"{what} failed: {err}")
 
 
 def _ptb_tokenize(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, list[str]]:
