@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ..preprocess import CLIP_MEAN, CLIP_STD, load_image
 from ..tokenizer import Tokenizer, default_tokenizer
-from .readers import Pair, detect_dataset, load_pairs
+from .readers import CHANGE_TYPES, Pair, detect_dataset, load_pairs
 
 _MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -140,11 +140,8 @@ class _PairDataset(Dataset):
             if not caps and pair.scene_id in self._nochange:
                 caps = self._nochange[pair.scene_id].captions
             return pair.distractor, caps
-        nc = self._nochange.get(pair.scene_id) if pair.change_type in CHANGE_SET else None
+        nc = self._nochange.get(pair.scene_id) if pair.change_type in CHANGE_TYPES else None
         return (nc.after, nc.captions) if nc is not None else (None, [])
-
-
-CHANGE_SET = {"color", "material", "add", "drop", "move"}
 
 
 def _is_change(pair: Pair) -> bool:

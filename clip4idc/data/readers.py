@@ -222,6 +222,12 @@ def merge_spot_annotations(
     return [{"img_id": k, "sentences": v} for k, v in merged.items()]
 
 
+def merge_spot_file(path: str | Path) -> list[dict]:
+    """Read one raw Spot-the-Diff annotation file and merge it per pair (raises on any problem)."""
+    path = Path(path)
+    return merge_spot_annotations(read_json(path, _Problems(None)), path)
+
+
 def _spot_annotations(root: Path, split: str, report: _Problems) -> tuple[Path, list[dict]]:
     """The merged ``reformat_<split>.json`` if present, else the raw ``annotations/<split>.json`` merged."""
     for cand in (root / f"reformat_{split}.json", root / "annotations" / f"reformat_{split}.json"):

@@ -163,8 +163,8 @@ def base_view(rng: np.random.Generator) -> tuple[Camera, Light]:
 
 def jitter(rng: np.random.Generator, cam: Camera, light: Light, amount: float = 1.0) -> tuple[Camera, Light]:
     """Small camera and lighting perturbation, as CLEVR-Change applies to its second images."""
-    pos = np.asarray(cam.position) + rng.normal(0, 0.07 * amount, size=3)
-    tgt = np.asarray(cam.target) + rng.normal(0, 0.03 * amount, size=3) * (1, 1, 0)
+    pos = np.asarray(cam.position) + rng.normal(0, 0.035 * amount, size=3)
+    tgt = np.asarray(cam.target) + rng.normal(0, 0.015 * amount, size=3) * (1, 1, 0)
     key = np.asarray(light.key_dir) + rng.normal(0, 0.05 * amount, size=3)
     key[2] = max(key[2], 0.4)
     fill = np.asarray(light.fill_dir) + rng.normal(0, 0.05 * amount, size=3)
