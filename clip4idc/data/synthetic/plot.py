@@ -26,7 +26,7 @@ def plot_triples(
     ids = [str(i) for i in (ids if ids is not None else list(scenes)[:3])]
     caps = json.loads((root / "change_captions.json").read_text(encoding="utf-8"))
     nc_caps = json.loads((root / "no_change_captions.json").read_text(encoding="utf-8"))
-    fig, axes = plt.subplots(len(ids), 3, figsize=(9.6, 3.3 * len(ids)), squeeze=False)
+    fig, axes = plt.subplots(len(ids), 3, figsize=(9.6, 3.9 * len(ids)), squeeze=False)
     for row, sid in zip(axes, ids):
         scene = scenes[sid]
         key = Path(scene["images"]["before"]).name
