@@ -1,0 +1,584 @@
+"""``clip4idc eval``: caption, retrieve and point on one split, and write ``metrics.json`` + ``predictions.json``.
+
+Why one command: the numbers of a paper table (BLEU/METEOR/ROUGE-L/CIDEr/SPICE, CLEVR-Change subsets,
+retrieval R@K) and the demo's quality gate (does the caption name the right change type? does its
+attention point at the change?) must come from one run of one model on one split, so they can be compared
+and re-checked. Everything here composes the library: :mod:`clip4idc.inference` runs the model,
+:mod:`clip4idc.metrics` and :mod:`clip4idc.change_type` score, :mod:`clip4idc.attention` plays the pointing
+game; nothing is re-implemented.
+
+Conventions:
+
+* Caption metrics are on pycocoevalcap's native scale (CIDEr 1.5 is "150" in a paper). CLEVR-Change is
+  scored as its official evaluation: ``total`` (change + no-change), ``change``, ``no_change`` and each
+  change type, each subset on its own (CIDEr's IDF comes from that subset's references).
+* Percentages (type accuracy, R@K, pointing game) are 0-100.
+* Retrieval uses the change pairs only (no-change captions are all alike), every reference caption of
+  every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
+* Whatever cannot be measured is ``null`` with a ``*_status`` string saying why - never a made-up number.
+* Output files are written only after everything is computed, each atomically: an interrupted or failed
+  run leaves an existing ``OUT`` untouched. ``metrics.json`` is written last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import Clip4idcError, fail
+
+__all__ = ["evaluate", "register", "resolve_checkpoint", "format_summary"]
+
+SPLITS = ("train", "val", "test")
+CHANGE_TYPES = ("color", "material", "add", "drop", "move")
+CAPTION_KEYS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr")
+PER_TYPE_KEYS = ("CIDEr", "BLEU_4", "METEOR", "ROUGE_L")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small helpers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf floats become ``None`` so the JSON written is strict JSON other tools can read."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def _first_scenes(pairs: list[Any], n: int) -> list[Any]:
+    """The pairs of the first ``n`` scenes (a CLEVR change pair and its no-change twin count as one)."""
+    keep, seen = [], set()
+    for p in pairs:
+        scene = p.scene_id or p.pair_id
+        if scene not in seen and len(seen) >= n:
+            continue
+        seen.add(scene)
+        keep.append(p)
+    return keep
+
+
+def _device(name: str | torch.device) -> torch.device:
+    """``auto`` → CUDA when present; a bad or unavailable device is a one-line error, not a traceback."""
+    if str(name) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise Clip4idcError(f"bad device {name!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise Clip4idcError(f"device {name!r} requested but CUDA is not available")
+    return dev
+
+
+def _check_out(out: Path | None) -> None:
+    """Fail before minutes of inference, not after, when OUT cannot be a folder."""
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise fail(out, "exists and is not a folder (--out names a folder for metrics.json)")
+    for name in ("metrics.json", "predictions.json"):
+        if (out / name).is_dir():
+            raise fail(out / name, "is a directory, cannot write JSON there")
+
+
+def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
+    """A ``clip4idc train`` run folder means its ``best/`` model; returns ``(path, note for the user)``."""
+    from .checkpoint import WEIGHTS_NAME
+
+    path = Path(checkpoint)
+    if checkpoint != "demo" and path.is_dir() and not (path / WEIGHTS_NAME).exists():
+        best = path / "best"
+        if (best / WEIGHTS_NAME).exists():
+            return str(best), f"{path} is a training run folder; evaluating its best model {best}"
+        if best.is_dir() or (path / "checkpoint.pt").exists():
+            raise fail(path, f"training run folder without a saved best model ({best / WEIGHTS_NAME})")
+    return checkpoint, None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the pieces
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _load_split(data_root: str | Path, dataset: str | None, split: str) -> tuple[Path, str, list[Any]]:
+    from .data import detect_dataset, load_pairs
+    from .data.readers import DATASETS
+
+    root = Path(data_root)
+    if not root.exists():
+        raise fail(root, "dataset folder not found")
+    if not root.is_dir():
+        raise fail(root, "not a folder")
+    if split not in SPLITS:
+        raise Clip4idcError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)})")
+    if dataset is not None and dataset not in DATASETS:
+        raise Clip4idcError(f"unknown dataset {dataset!r} (expected one of {', '.join(DATASETS)})")
+    dataset = dataset or detect_dataset(root)
+    pairs = load_pairs(root, dataset, split)
+    if not pairs:
+        raise fail(root, f"the {split!r} split of this {dataset} dataset has no pairs")
+    return root, dataset, pairs
+
+
+def _retrieval(
+    model: Any,
+    pairs: list[Any],
+    max_words: int,
+    batch_size: int,
+    device: torch.device,
+    precision: str,
+    workers: int,
+    resolution: int,
+) -> tuple[dict[str, Any], dict[str, float | None]]:
+    """Text↔pair retrieval over the change pairs, plus text→pair R@1 restricted to each type's texts."""
+    from . import inference
+    from .data import AdaptationDataset
+    from .metrics import retrieval_metrics
+
+    ds = AdaptationDataset(pairs, train=False, resolution=resolution, max_words=max_words)
+    if not ds.pairs:
+        return {"status": "unavailable: no change pairs"}, {}
+    captions = [p.captions for p in ds.pairs]
+    sim, text_to_pair = inference.retrieval_similarity(
+        model, ds, captions, max_words, batch_size, device, precision, workers
+    )
+    result: dict[str, Any] = dict(retrieval_metrics(sim, text_to_pair))
+    result["num_pairs"] = len(ds.pairs)
+    result["num_texts"] = len(text_to_pair)
+    gt = torch.tensor(text_to_pair)
+    types = [p.change_type or "unknown" for p in ds.pairs]
+    per_type: dict[str, float | None] = {}
+    for typ in dict.fromkeys(types):
+        rows = torch.tensor([types[j] == typ for j in text_to_pair])
+        per_type[typ] = retrieval_metrics(sim[rows], gt[rows].tolist())["text_to_pair"]["R@1"]
+    return result, per_type
+
+
+def _pointing(
+    model: Any, root: Path, dataset: str, pairs: list[Any], batch_size: int
+) -> tuple[dict[str, Any] | None, str]:
+    """Pointing game from :mod:`clip4idc.attention` on the change pairs; ``(None, why)`` when it can't run."""
+    if dataset != "clevr":
+        return None, f"not applicable: {dataset} has no object boxes"
+    if not (root / "scenes.json").is_file():
+        return None, "unavailable: no scenes.json (only synthetic CLEVR-Change datasets have object boxes)"
+    try:
+        from .attention import pointing_game
+    except ImportError as err:
+        return None, f"unavailable: clip4idc.attention.pointing_game cannot be imported ({err})"
+    ids = [p.pair_id for p in pairs if p.change_type != "no_change"]
+    if not ids:
+        return None, "unavailable: no change pairs"
+    try:
+        result = pointing_game(model, ids, root, batch_size)
+    except Clip4idcError as err:
+        return None, f"failed: {err}"
+    if not result.get("n"):
+        return None, "unavailable: no change pair has a box to point at"
+    return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
+
+
+def _baseline(
+    root: Path, dataset: str, references: dict[str, list[str]], types: dict[str, str] | None
+) -> tuple[dict[str, Any] | None, str]:
+    """Mean-sentence baseline: the training caption that, said for every pair, scores the best CIDEr."""
+    from .change_type import classify_change, type_accuracy
+    from .data import load_pairs
+    from .metrics import mean_sentence_baseline
+
+    try:
+        train_pairs = load_pairs(root, dataset, "train")
+    except Clip4idcError as err:
+        return None, f"unavailable: cannot read the train split ({err})"
+    train_captions = [c for p in train_pairs for c in p.captions]
+    if not train_captions:
+        return None, "unavailable: the train split has no captions"
+    sentence, scores = mean_sentence_baseline(train_captions, references)
+    out: dict[str, Any] = {"sentence": sentence, "predicted_type": classify_change(sentence)}
+    out.update({k: scores[k] for k in CAPTION_KEYS})
+    if types is not None:
+        acc = type_accuracy({pid: sentence for pid in types}, types)
+        out.update(
+            type_accuracy=acc["overall"],
+            type_accuracy_change=acc["change"],
+            type_accuracy_no_change=acc["no_change"],
+        )
+    out["num_train_captions"] = len(train_captions)
+    return out, "ok"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# evaluate
+# ----------------------------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model: Any,
+    data_root: str | Path,
+    dataset: str | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+    batch_size: int = 64,
+    beam_size: int = 1,
+    max_words: int | None = None,
+    precision: str = "fp32",
+    device: str | torch.device = "cpu",
+    spice: str | Path | bool | None = None,
+    baseline: bool = True,
+    pointing: bool = True,
+    max_pairs: int | None = None,
+    workers: int = 0,
+    checkpoint: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Evaluate ``model`` (a :class:`~clip4idc.CLIP4IDC`, or a checkpoint name/path) on one split.
+
+    Returns the metrics dict (the content of ``metrics.json``); with ``out`` also writes
+    ``out/predictions.json`` (``{pair_id: {caption, references, per-pair scores, change_type,
+    predicted_type}}``) and then ``out/metrics.json``. ``spice``: see :func:`clip4idc.metrics.find_spice_lib`
+    (``None`` = use the CoreNLP jars if found, else report SPICE as unavailable). ``max_pairs`` keeps the
+    first N scenes (quick checks). ``checkpoint`` is only recorded in the output.
+    """
+    from . import inference
+    from .change_type import classify_change, confusion, type_accuracy
+    from .data import CaptionDataset
+    from .metrics import find_spice_lib, per_sample_records, score_captions_detailed, score_clevr_change
+    from .precision import resolve_precision
+
+    started = time.time()
+    out_dir = Path(out) if out is not None else None
+    _check_out(out_dir)
+    root, dataset, pairs = _load_split(data_root, dataset, split)
+    if max_pairs is not None:
+        if max_pairs < 1:
+            raise Clip4idcError(f"max_pairs must be at least 1, got {max_pairs}")
+        pairs = _first_scenes(pairs, max_pairs)
+    find_spice_lib(spice)  # a bad SPICE folder fails now, before any inference
+    if isinstance(model, (str, Path)):
+        from .commands.caption import load_for_inference
+
+        checkpoint = checkpoint or str(model)
+        path, note = resolve_checkpoint(str(model))
+        if note:
+            print(note, file=sys.stderr)
+        model = load_for_inference(path)
+    dev = _device(device)
+    try:
+        precision = resolve_precision(precision, dev)
+    except ValueError as err:
+        raise Clip4idcError(str(err)) from None
+    if batch_size < 1 or beam_size < 1:
+        raise Clip4idcError("batch size and beam size must be at least 1")
+    model = model.to(dev).eval()
+    cfg = model.config
+    max_words = int(max_words or cfg.max_words)
+
+    # 1. captions for every pair (no-change ones included)
+    cap_set = CaptionDataset(pairs, train=False, resolution=cfg.resolution, max_words=max_words)
+    captions = inference.generate_captions(
+        model, cap_set, batch_size, dev, precision, beam_size, max_words, workers=workers, progress=progress
+    )
+    ids = [p.pair_id for p in cap_set.pairs]
+    predictions = dict(zip(ids, captions))
+    references = {p.pair_id: list(p.captions) for p in cap_set.pairs}
+    true_types = {p.pair_id: p.change_type for p in cap_set.pairs}
+    is_clevr = dataset == "clevr"
+    types_known = is_clevr and all(true_types.values())
+
+    # 2. caption metrics: total + per-pair scores, then the CLEVR-Change subsets
+    total, per_sample = score_captions_detailed(predictions, references, spice=spice)
+    if is_clevr:
+        subset_types = {pid: (t or "unknown") for pid, t in true_types.items()}
+        captioning: dict[str, Any] = dict(score_clevr_change(predictions, references, subset_types, spice))
+    else:
+        captioning = {"total": {**total, "num_pairs": len(ids)}}
+
+    # 3. change type named by each caption
+    predicted_types = {pid: classify_change(c) for pid, c in predictions.items()}
+    if types_known:
+        acc = type_accuracy(predictions, true_types)
+        conf: dict[str, Any] | None = confusion(predictions, true_types)
+        type_status = "ok (change type read from the caption's words by clip4idc.change_type)"
+    else:
+        acc, conf = None, None
+        type_status = (
+            f"not applicable: {dataset} has no change types"
+            if not is_clevr
+            else "unavailable: some pairs have no change type (type_mapping.json missing or incomplete)"
+        )
+
+    # 4. retrieval on the change pairs
+    retrieval, r1_per_type = _retrieval(
+        model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
+    )
+
+    # 5. pointing game
+    if pointing:
+        point, point_status = _pointing(model, root, dataset, pairs, batch_size)
+    else:
+        point, point_status = None, "skipped (pointing=False)"
+
+    # 6. mean-sentence baseline
+    if baseline:
+        base, base_status = _baseline(root, dataset, references, true_types if types_known else None)
+    else:
+        base, base_status = None, "skipped (baseline=False)"
+
+    # assemble
+    tot = captioning["total"]
+    metrics: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "data": str(root),
+        "dataset": dataset,
+        "split": split,
+        "num_pairs": len(ids),
+        "num_change_pairs": sum(t != "no_change" for t in true_types.values()),
+        "num_no_change_pairs": sum(t == "no_change" for t in true_types.values()),
+    }
+    metrics.update({k: tot[k] for k in CAPTION_KEYS})
+    metrics["SPICE"] = tot.get("SPICE")
+    metrics["SPICE_status"] = tot.get("SPICE_status")
+    metrics["type_accuracy"] = acc["overall"] if acc else None
+    metrics["type_accuracy_change"] = acc["change"] if acc else None
+    metrics["type_accuracy_no_change"] = acc["no_change"] if acc else None
+    metrics["type_accuracy_status"] = type_status
+    t2p = retrieval.get("text_to_pair")
+    metrics["R@1"] = t2p["R@1"] if t2p else None
+    metrics["pointing_game"] = point["overall"] if point else None
+    metrics["pointing_game_status"] = point_status
+    metrics["captioning"] = captioning
+    metrics["retrieval"] = retrieval
+    metrics["type_accuracy_detail"] = acc
+    metrics["confusion"] = conf
+    metrics["pointing_game_detail"] = point
+
+    if is_clevr:
+        per_type: dict[str, dict[str, Any]] = {}
+        for typ in (*CHANGE_TYPES, "no_change", *[t for t in captioning if t == "unknown"]):
+            sub = captioning.get(typ)
+            row: dict[str, Any] = {k: (sub[k] if sub else None) for k in PER_TYPE_KEYS}
+            row["type_accuracy"] = acc.get(typ) if acc else None
+            row["R@1"] = r1_per_type.get(typ)
+            row["pointing_game"] = point["per_type"].get(typ) if point else None
+            row["num_pairs"] = sub["num_pairs"] if sub else 0
+            per_type[typ] = row
+        metrics["per_type"] = per_type
+    else:
+        metrics["per_type"] = None
+    metrics["baseline"] = base
+    metrics["baseline_status"] = base_status
+    metrics["settings"] = {
+        "beam_size": beam_size,
+        "max_words": max_words,
+        "precision": precision,
+        "device": str(dev),
+        "batch_size": batch_size,
+        "max_pairs": max_pairs,
+        "resolution": cfg.resolution,
+        "scale": "caption metrics on pycocoevalcap's scale (CIDEr 1.5 = 150 in papers); percentages 0-100",
+    }
+    metrics["seconds"] = round(time.time() - started, 2)
+    metrics = _clean(metrics)
+
+    if out_dir is not None:
+        from .io import write_json_atomic
+
+        records = per_sample_records(predictions, references, per_sample)
+        for pid, rec in records.items():
+            rec["change_type"] = true_types[pid] or None
+            rec["predicted_type"] = predicted_types[pid]
+        write_json_atomic(out_dir / "predictions.json", _clean(records))
+        write_json_atomic(out_dir / "metrics.json", metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------------------
+# summary table
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """A readable table of ``metrics`` (what :func:`evaluate` returns) for the terminal."""
+    lines = [
+        f"{metrics['dataset']} {metrics['split']}: {metrics['num_pairs']} pairs, checkpoint "
+        f"{metrics.get('checkpoint') or '(in memory)'}"
+    ]
+    head = f"{'subset':<10} {'n':>5} {'CIDEr':>7} {'BLEU_4':>7} {'METEOR':>7} {'ROUGE_L':>7}"
+    head += f" {'type%':>6} {'R@1':>6} {'point%':>6}"
+    lines += [head, "-" * len(head)]
+    cap = metrics["captioning"]
+    per_type = metrics.get("per_type") or {}
+    rows: list[tuple[str, Mapping[str, Any] | None, Any, Any, Any]] = [
+        ("total", cap.get("total"), metrics["type_accuracy"], None, None)
+    ]
+    if "change" in cap:
+        rows.append(
+            (
+                "change",
+                cap.get("change"),
+                metrics["type_accuracy_change"],
+                metrics["R@1"],
+                metrics["pointing_game"],
+            )
+        )
+        rows.append(("no_change", cap.get("no_change"), metrics["type_accuracy_no_change"], None, None))
+    else:
+        rows[0] = ("total", cap.get("total"), None, metrics["R@1"], None)
+    for typ, row in per_type.items():
+        if typ != "no_change":
+            rows.append((typ, cap.get(typ), row["type_accuracy"], row["R@1"], row["pointing_game"]))
+    for name, sub, typ_acc, r1, pg in rows:
+        sub = sub or {}
+        lines.append(
+            f"{name:<10} {sub.get('num_pairs', 0):>5} {_fmt(sub.get('CIDEr')):>7} {_fmt(sub.get('BLEU_4')):>7} "
+            f"{_fmt(sub.get('METEOR')):>7} {_fmt(sub.get('ROUGE_L')):>7} {_fmt(typ_acc, 1):>6} "
+            f"{_fmt(r1, 1):>6} {_fmt(pg, 1):>6}"
+        )
+    ret = metrics["retrieval"]
+    for direction in ("text_to_pair", "pair_to_text"):
+        r = ret.get(direction)
+        if r:
+            lines.append(
+                f"retrieval {direction}: R@1 {r['R@1']:.1f}  R@5 {r['R@5']:.1f}  R@10 {r['R@10']:.1f}  "
+                f"MedR {r['MedianR']:.1f}  MeanR {r['MeanR']:.1f}"
+            )
+    base = metrics.get("baseline")
+    if base:
+        lines.append(
+            f"baseline {base['sentence']!r}: CIDEr {_fmt(base['CIDEr'])}  BLEU_4 {_fmt(base['BLEU_4'])}  "
+            f"METEOR {_fmt(base['METEOR'])}  ROUGE_L {_fmt(base['ROUGE_L'])}  type% "
+            f"{_fmt(base.get('type_accuracy'), 1)}"
+        )
+    else:
+        lines.append(f"baseline: {metrics.get('baseline_status')}")
+    lines.append(f"SPICE: {_fmt(metrics['SPICE'])} ({metrics['SPICE_status']})")
+    if metrics["type_accuracy"] is None:
+        lines.append(f"type accuracy: {metrics['type_accuracy_status']}")
+    if metrics["pointing_game"] is None:
+        lines.append(f"pointing game: {metrics['pointing_game_status']}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    """``clip4idc eval``: evaluate, print the summary on stderr and the metrics path (or JSON) on stdout."""
+    import json
+
+    from .commands.caption import load_for_inference
+
+    _check_out(Path(args.out) if args.out else None)
+    _load_split(args.data, args.dataset, args.split)  # bad data fails before the model loads
+    path, note = resolve_checkpoint(args.checkpoint)
+    if note:
+        print(note, file=sys.stderr)
+    overrides = {"intra_layers": args.intra_layers} if args.intra_layers is not None else {}
+    model = load_for_inference(path, args.config, **overrides)
+    spice: str | bool | None = False if args.no_spice else args.spice_lib
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = evaluate(
+            model,
+            args.data,
+            dataset=args.dataset,
+            split=args.split,
+            out=args.out,
+            batch_size=args.batch_size,
+            beam_size=args.beam,
+            max_words=args.max_words,
+            precision=args.precision,
+            device=args.device,
+            spice=spice,
+            baseline=not args.no_baseline,
+            pointing=not args.no_pointing,
+            max_pairs=args.max_pairs,
+            workers=args.workers,
+            checkpoint=args.checkpoint,
+            progress=not args.no_progress,
+        )
+    for item in caught:
+        print(f"warning: {item.message}", file=sys.stderr)
+    print(format_summary(metrics), file=sys.stderr)
+    if args.out:
+        print(Path(args.out) / "metrics.json")
+    else:
+        print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``eval`` to the ``clip4idc`` command line."""
+    p = subparsers.add_parser(
+        "eval",
+        help="evaluate a model on a dataset split: captions, change types, retrieval, pointing game",
+        description=(
+            "Caption every pair of a split, score with pycocoevalcap (CLEVR-Change: total, change, no-change "
+            "and per change type), read the change type from each caption, run text<->pair retrieval on the "
+            "change pairs, play the pointing game (synthetic data) and compare with the mean-sentence "
+            "baseline. With --out, writes OUT/predictions.json and OUT/metrics.json (atomically, "
+            "metrics last) and prints the metrics path; otherwise prints the metrics JSON."
+        ),
+    )
+    p.add_argument(
+        "--checkpoint",
+        default="demo",
+        help="'demo', a save_pretrained dir, a checkpoint file, or a train run folder (uses best/)",
+    )
+    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (official layout)")
+    p.add_argument(
+        "--dataset",
+        choices=("clevr", "spot", "ier"),
+        default=None,
+        help="dataset kind (default: detected from the files)",
+    )
+    p.add_argument("--split", default="test", help="train, val or test (default test)")
+    p.add_argument("--out", metavar="OUT", default=None, help="folder for metrics.json and predictions.json")
+    p.add_argument("--config", default=None, help="named model config when shapes are not enough")
+    p.add_argument("--intra-layers", type=int, default=None, help="per-image blocks (not visible in shapes)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, the original's decoding)")
+    p.add_argument("--max-words", type=int, default=None, help="caption length budget (default: model's)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+    p.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
+    p.add_argument(
+        "--max-pairs", type=int, default=None, help="evaluate only the first N scenes (quick check)"
+    )
+    spice = p.add_mutually_exclusive_group()
+    spice.add_argument(
+        "--spice-lib",
+        metavar="DIR",
+        default=None,
+        help="folder holding the stanford-corenlp-3.6.0 jars for SPICE "
+        "(default: $CLIP4IDC_SPICE_LIB or pycocoevalcap's lib; else SPICE is unavailable)",
+    )
+    spice.add_argument("--no-spice", action="store_true", help="skip SPICE even if its jars are available")
+    p.add_argument("--no-baseline", action="store_true", help="skip the mean-sentence baseline")
+    p.add_argument("--no-pointing", action="store_true", help="skip the pointing game")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
