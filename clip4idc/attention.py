@@ -19,8 +19,9 @@ class token, patches row-major):
   raw probability mass (before + after + class tokens = 1), so comparing the two shows which image a
   word looked at. A word's map is the mean of its BPE tokens' maps.
 * **Pointing game.** The "change map" of a caption is the mean over its words of the after-image map
-  (layer mean). A hit is when the peak of that map, upsampled bicubically to the original image size,
-  falls inside a changed object's box. For ``drop`` changes the object is gone from the after image, so
+  (layer mean): it needs no guess of which word names the change and is stable when the caption is long.
+  A hit is when the peak cell of that map, mapped to the original image by its centre, falls inside the
+  changed object's box (:func:`clip4idc.metrics.pointing_hit`). For ``drop`` changes the object is gone from the after image, so
   its box from the before image is used (same camera up to a small jitter).
 """
 
@@ -385,7 +386,7 @@ def _as_rgb_array(image: ImageLike | np.ndarray) -> np.ndarray:
 
 def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bicubic upsampling of a (g, g) map to ``size`` = (width, height) with PIL (float image, no OpenCV)."""
-    img = Image.fromarray(np.asarray(heatmap, dtype=np.float32), mode="F")
+    img = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32))  # mode F
     return np.asarray(img.resize(size, Image.BICUBIC), dtype=np.float32)
 
 
@@ -394,19 +395,23 @@ def overlay(
     heatmap: np.ndarray,
     alpha: float = 0.55,
     cmap: str = "jet",
+    vmin: float | None = None,
     vmax: float | None = None,
     as_pil: bool = False,
 ) -> np.ndarray | Image.Image:
     """The image with a smooth heat map on top: the (g, g) map is upsampled bicubically to the image size,
-    scaled to [0, 1] by ``vmax`` (default: its own max), coloured with a matplotlib colormap and blended
-    with an opacity that grows with the heat, so cold regions keep the photo visible. Returns uint8 RGB."""
+    scaled to [0, 1] between ``vmin`` and ``vmax`` (default: the map's own min and max, so colours are
+    relative), coloured with a matplotlib colormap and blended with an opacity that grows with the heat, so
+    cold regions keep the photo visible. Returns uint8 RGB (or a PIL image)."""
     import matplotlib
 
     rgb = _as_rgb_array(image)
     h, w = rgb.shape[:2]
-    heat = upsample(heatmap, (w, h))
-    top = float(vmax) if vmax is not None else float(heat.max())
-    heat = np.clip(heat / top, 0.0, 1.0) if top > 0 else np.zeros_like(heat)
+    grid = np.asarray(heatmap, dtype=np.float32)
+    lo = float(grid.min()) if vmin is None else float(vmin)
+    hi = float(grid.max()) if vmax is None else float(vmax)
+    heat = upsample(grid, (w, h))
+    heat = np.clip((heat - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(heat)
     colours = matplotlib.colormaps[cmap](heat)[..., :3]
     a = alpha * (0.3 + 0.7 * heat)[..., None]
     out = (1 - a) * (rgb.astype(np.float32) / 255.0) + a * colours
@@ -414,31 +419,63 @@ def overlay(
     return Image.fromarray(arr) if as_pil else arr
 
 
-def word_panels(
-    result: CaptionAttention,
+def pair_overlay(
     before_img: ImageLike | np.ndarray,
     after_img: ImageLike | np.ndarray,
-    layer: int | None = None,
+    before_map: np.ndarray,
+    after_map: np.ndarray,
+    vertical: bool = False,
     gap: int = 6,
-) -> list[tuple[np.ndarray, str]]:
-    """One (before | after) overlay strip per word, on a common scale per word so the image the word looked at
-    more is hotter; labelled with the word and its share of attention on each image."""
+) -> np.ndarray:
+    """Before and after overlays side by side (or stacked) on ONE colour scale, so the image that got more
+    attention is the hotter one. The after image is resized to the before image's size if they differ."""
     bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
     if aft_rgb.shape != bef_rgb.shape:
         aft_rgb = np.asarray(
             Image.fromarray(aft_rgb).resize((bef_rgb.shape[1], bef_rgb.shape[0]), Image.BICUBIC)
         )
+    lo = float(min(before_map.min(), after_map.min()))
+    hi = float(max(before_map.max(), after_map.max()))
+    left = overlay(bef_rgb, before_map, vmin=lo, vmax=hi)
+    right = overlay(aft_rgb, after_map, vmin=lo, vmax=hi)
+    if vertical:
+        sep = np.full((gap, left.shape[1], 3), 255, dtype=np.uint8)
+        return np.concatenate([left, sep, right], axis=0)
+    sep = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
+    return np.concatenate([left, sep, right], axis=1)
+
+
+def word_panels(
+    result: CaptionAttention,
+    before_img: ImageLike | np.ndarray,
+    after_img: ImageLike | np.ndarray,
+    layer: int | None = None,
+    vertical: bool = False,
+) -> list[tuple[np.ndarray, str]]:
+    """One before/after overlay per word (see :func:`pair_overlay`), labelled with the word and its share
+    of attention on each image."""
+    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
     wb, wa = result.word_maps(layer)
     panels = []
-    for word, mb, ma in zip(result.words, wb, wa):
-        top = float(max(mb.max(), ma.max()))
-        left = overlay(bef_rgb, mb, vmax=top)
-        right = overlay(aft_rgb, ma, vmax=top)
-        sep = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
+    for i, (word, mb, ma) in enumerate(zip(result.words, wb, wa)):
         total = float(mb.sum() + ma.sum()) or 1.0
-        label = f"{word}  (before {mb.sum() / total:.0%} | after {ma.sum() / total:.0%})"
-        panels.append((np.concatenate([left, sep, right], axis=1), label))
+        label = f"{i + 1}. {word}  (before {mb.sum() / total:.0%} | after {ma.sum() / total:.0%})"
+        panels.append((pair_overlay(bef_rgb, aft_rgb, mb, ma, vertical), label))
     return panels
+
+
+def encoder_panels(
+    maps: EncoderAttention,
+    before_img: ImageLike | np.ndarray,
+    after_img: ImageLike | np.ndarray,
+    vertical: bool = True,
+) -> list[tuple[np.ndarray, str]]:
+    """One before/after overlay per vision block (class-token maps), labelled with the block's kind."""
+    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
+    return [
+        (pair_overlay(bef_rgb, aft_rgb, *maps.block(b), vertical), maps.block_name(b))
+        for b in range(maps.num_blocks)
+    ]
 
 
 def plot_word_maps(
@@ -466,9 +503,9 @@ def plot_word_maps(
         if c >= len(result.words):
             axes[0, c].set_title("(empty caption)", fontsize=9)
             continue
-        top = float(max(wb[c].max(), wa[c].max()))
-        axes[0, c].imshow(overlay(bef_rgb, wb[c], vmax=top))
-        axes[1, c].imshow(overlay(aft_rgb, wa[c], vmax=top))
+        lo, hi = float(min(wb[c].min(), wa[c].min())), float(max(wb[c].max(), wa[c].max()))
+        axes[0, c].imshow(overlay(bef_rgb, wb[c], vmin=lo, vmax=hi))
+        axes[1, c].imshow(overlay(aft_rgb, wa[c], vmin=lo, vmax=hi))
         axes[0, c].set_title(result.words[c], fontsize=11)
     axes[0, 0].text(
         -0.08, 0.5, "before", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right"
@@ -499,9 +536,9 @@ def plot_encoder_maps(
     axes = fig.subplots(2, cols, squeeze=False)
     for c in range(cols):
         mb, ma = maps.block(c)
-        top = float(max(mb.max(), ma.max()))
-        axes[0, c].imshow(overlay(bef_rgb, mb, vmax=top))
-        axes[1, c].imshow(overlay(aft_rgb, ma, vmax=top))
+        lo, hi = float(min(mb.min(), ma.min())), float(max(mb.max(), ma.max()))
+        axes[0, c].imshow(overlay(bef_rgb, mb, vmin=lo, vmax=hi))
+        axes[1, c].imshow(overlay(aft_rgb, ma, vmin=lo, vmax=hi))
         axes[0, c].set_title(maps.block_name(c).replace(" (", "\n("), fontsize=9)
         axes[0, c].axis("off")
         axes[1, c].axis("off")
@@ -521,72 +558,84 @@ def figure_to_image(fig: Any) -> Image.Image:
 # localisation: the pointing game
 # ------------------------------------------------------------------------------------------------------
 Box = Sequence[float]
+NO_CHANGE = ("none", "no_change", "nochange", "no-change")
 
 
-def after_peak_hit(
-    after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int], tolerance: float = 0.0
-) -> bool:
-    """Does the peak of ``after_map`` (g, g), upsampled bicubically to ``image_size`` = (width, height), fall
-    inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]`` in that image, grown by ``tolerance`` px)?"""
-    boxes = [list(map(float, b)) for b in boxes]
-    if not boxes:
-        return False
-    heat = upsample(after_map, (int(image_size[0]), int(image_size[1])))
-    y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
-    px, py = x + 0.5, y + 0.5
-    return any(
-        x0 - tolerance <= px <= x1 + tolerance and y0 - tolerance <= py <= y1 + tolerance
-        for x0, y0, x1, y1 in boxes
-    )
+def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int]) -> bool:
+    """Does the peak cell of ``after_map`` (g, g), mapped to ``image_size`` = (width, height) by its centre,
+    fall inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]``)? The toolkit-wide rule of
+    :func:`clip4idc.metrics.pointing_hit`, so every pointing-game number is computed the same way."""
+    from .metrics import pointing_hit
+
+    return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
 
 
 def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list[Box]:
-    """Boxes the after-image peak may hit: the changed object's after-image boxes, or for ``drop`` (object
-    gone) its before-image box. Empty for no-change pairs (they are not scored)."""
+    """Boxes the after-image peak may hit: the changed object's after-image box, or for ``drop`` (object gone
+    from the after image) its before-image box, the camera being the same up to a small jitter."""
+    if change_type in NO_CHANGE:
+        return []
     if change_type == "drop" or not boxes.get("after"):
         return list(boxes.get("before", []))
     return list(boxes.get("after", []))
 
 
+def _scene_id(pair: Any) -> str:
+    """A pair reference → scene id: an int/str id, a CLEVR file name (``CLEVR_default_000012.png``), or a
+    record with ``id``/``image_id``/``pair_id``/``before``."""
+    import re
+
+    if isinstance(pair, Mapping):
+        for key in ("id", "image_id", "pair_id", "before"):
+            if key in pair:
+                return _scene_id(pair[key])
+        raise Clip4idcError(f"pair record has no id: {dict(pair)}")
+    text = str(pair)
+    if text.isdigit():
+        return str(int(text))
+    digits = re.findall(r"(\d+)", Path(text).name)
+    if not digits:
+        raise Clip4idcError(f"cannot tell the scene id of pair {text!r}")
+    return str(int(digits[-1]))
+
+
 def pointing_game(
     model: torch.nn.Module,
-    pairs: Sequence[Mapping[str, Any]],
+    pairs: Iterable[Any] | None,
     scenes_root: str | Path,
     batch_size: int = 16,
 ) -> dict[str, Any]:
-    """Pointing-game accuracy (%) over pairs with a change: overall and per change type.
+    """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
-    ``pairs``: records with ``before`` and ``after`` image paths and the pair ``id`` (or ``image_id``) under
-    which ``scenes.json`` in ``scenes_root`` describes it. Captions are greedy; no-change pairs are skipped.
-    Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``.
+    ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
+    play (ids, CLEVR file names or records; ``None`` = all). Captions are greedy; the map played is
+    :meth:`CaptionAttention.change_map` (mean over words of the after-image map); no-change scenes are
+    skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``.
     """
     from .data.synthetic import change_boxes, load_scenes
 
-    scenes = load_scenes(scenes_root)
-    if not isinstance(scenes, Mapping):
-        scenes = {str(s.get("id", s.get("image_id"))): s for s in scenes}
+    root = Path(scenes_root)
+    scenes = load_scenes(root)
+    ids = list(scenes) if pairs is None else [_scene_id(p) for p in pairs]
     jobs = []
-    for rec in pairs:
-        key = str(rec.get("id", rec.get("image_id")))
-        scene = scenes.get(key)
+    for sid in ids:
+        scene = scenes.get(sid)
         if scene is None:
-            continue
-        change = str(scene.get("change_type", scene.get("type", "none")))
+            raise Clip4idcError(f"{root / 'scenes.json'}: no scene {sid}")
+        change = str(scene["change"]["type"])
         boxes = pointing_boxes(change, change_boxes(scene))
-        if not boxes or change in ("none", "no_change", "nochange"):
-            continue
-        jobs.append((rec, change, boxes))
+        if boxes:
+            jobs.append((root / scene["images"]["before"], root / scene["images"]["after"], change, boxes))
+    device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
-        bef_imgs = [load_image(rec["before"]) for rec, _, _ in chunk]
-        aft_imgs = [load_image(rec["after"]) for rec, _, _ in chunk]
+        bef_imgs = [load_image(j[0]) for j in chunk]
+        aft_imgs = [load_image(j[1]) for j in chunk]
         bef, aft = preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution)
-        device = next(model.parameters()).device
         with torch.no_grad():
             hidden = model.encode_pair(bef.to(device), aft.to(device)).hidden
-        results = captions_from_hidden(model, hidden)
-        for res, (_, change, boxes), img in zip(results, chunk, aft_imgs):
+        for res, (_, _, change, boxes), img in zip(captions_from_hidden(model, hidden), chunk, aft_imgs):
             hits.setdefault(change, []).append(after_peak_hit(res.change_map(), boxes, img.size))
     every = [h for v in hits.values() for h in v]
     return {

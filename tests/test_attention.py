@@ -1,0 +1,203 @@
+"""Attention maps (clip4idc.attention): shapes for several grids, distributions, rollout, rendering, pointing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import clip4idc
+from clip4idc import attention as A
+from clip4idc.tokenizer import SOT_ID, default_tokenizer
+
+TINY = dict(
+    vision_width=64,
+    vision_layers=3,
+    intra_layers=2,
+    vision_heads=2,
+    embed_dim=64,
+    text_width=64,
+    text_layers=1,
+    text_heads=2,
+    decoder_layers=2,
+    decoder_heads=2,
+    decoder_intermediate=128,
+    max_words=8,
+)
+
+
+def tiny_model(resolution: int, patch: int, **extra: object) -> clip4idc.CLIP4IDC:
+    torch.manual_seed(0)
+    return clip4idc.build_model("demo", **{**TINY, "resolution": resolution, "patch": patch, **extra}).eval()
+
+
+def images(seed: int = 0, size: tuple[int, int] = (80, 60)) -> tuple[Image.Image, Image.Image]:
+    rng = np.random.default_rng(seed)
+    w, h = size
+    return tuple(Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(2))
+
+
+@pytest.mark.parametrize("resolution,patch", [(48, 16), (64, 16), (80, 16), (112, 16)])
+def test_encoder_maps_shapes_and_distributions(resolution: int, patch: int) -> None:
+    model = tiny_model(resolution, patch)
+    g = resolution // patch
+    bef, aft = images()
+    for rollout in (False, True):
+        maps = A.encoder_attention(model, bef, aft, rollout=rollout)
+        assert maps.grid == g and maps.rollout is rollout
+        assert maps.intra.shape == (2, 2, g, g)
+        assert maps.joint.shape == (1, 2, 2, g, g)
+        assert (maps.intra >= 0).all() and (maps.joint >= 0).all()
+        np.testing.assert_allclose(maps.intra.sum(axis=(2, 3)), 1.0, atol=1e-5)
+        np.testing.assert_allclose(maps.joint.sum(axis=(2, 3, 4)), 1.0, atol=1e-5)
+        assert maps.num_blocks == 3
+        for b in range(3):
+            mb, ma = maps.block(b)
+            assert mb.shape == ma.shape == (g, g)
+        assert "joint" in maps.block_name(2) and "per-image" in maps.block_name(0)
+
+
+def test_encoder_maps_match_raw_attention_and_rollout_definition() -> None:
+    model = tiny_model(64, 16)
+    bef, aft = images(1)
+    b, a = clip4idc.preprocess_pairs([bef], [aft], 64)
+    with torch.no_grad():
+        raw = model.encode_pair(b, a, need_weights=True).attentions
+    maps = A.encoder_attention(model, b[0], a[0])
+    # block 0, after image: class-token row, head mean, class column dropped and renormalised
+    row = raw[0][1].mean(0)[0, 1:]
+    np.testing.assert_allclose(maps.intra[0, 1].ravel(), (row / row.sum()).numpy(), atol=1e-6)
+    # rollout over the two per-image blocks, by hand, for the before image
+    eye = torch.eye(17)
+    r = [0.5 * raw[i][0].mean(0) + 0.5 * eye for i in range(2)]
+    r = [m / m.sum(-1, keepdim=True) for m in r]
+    rolled = (r[1] @ r[0])[0, 1:]
+    roll = A.encoder_attention(model, b, a, rollout=True)
+    np.testing.assert_allclose(roll.intra[1, 0].ravel(), (rolled / rolled.sum()).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("intra", [0, 3])
+def test_encoder_maps_all_joint_or_all_intra(intra: int) -> None:
+    model = tiny_model(48, 16, intra_layers=intra)
+    bef, aft = images(2)
+    for rollout in (False, True):
+        maps = A.encoder_attention(model, bef, aft, rollout=rollout)
+        assert maps.intra.shape[0] == intra and maps.joint.shape[0] == 3 - intra
+        if maps.joint.size:
+            np.testing.assert_allclose(maps.joint.sum(axis=(2, 3, 4)), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("resolution,patch,beam", [(48, 16, 1), (80, 16, 1), (64, 16, 3)])
+def test_caption_with_attention(resolution: int, patch: int, beam: int) -> None:
+    model = tiny_model(resolution, patch)
+    g = resolution // patch
+    bef, aft = images(3)
+    res = A.caption_with_attention(model, bef, aft, beam_size=beam)
+    t = len(res.token_ids)
+    assert res.before_layers.shape == res.after_layers.shape == (2, t, g, g)
+    assert res.cls_mass.shape == (2, t, 2)
+    total = res.before_layers.sum(axis=(2, 3)) + res.after_layers.sum(axis=(2, 3)) + res.cls_mass.sum(-1)
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    assert res.before.shape == (t, g, g)
+    assert sum(len(w) for w in res.word_tokens) == t
+    wb, wa = res.word_maps()
+    assert wb.shape == wa.shape == (len(res.words), g, g)
+    assert res.word_maps(layer=1)[0].shape == wb.shape
+    assert res.change_map().shape == (g, g)
+    assert res.caption == model.caption(bef, aft, beam_size=beam)
+    assert res.decoding == ("greedy" if beam == 1 else f"beam {beam}")
+
+
+def test_greedy_maps_equal_teacher_forced_maps() -> None:
+    """The beam path's teacher-forced maps are the same quantity as greedy's step-by-step maps."""
+    model = tiny_model(64, 16)
+    bef, aft = images(4)
+    res = A.caption_with_attention(model, bef, aft)
+    b, a = clip4idc.preprocess_pairs([bef], [aft], 64)
+    with torch.no_grad():
+        hidden = model.encode_pair(b, a).hidden
+        inp = torch.tensor([[SOT_ID] + res.token_ids])
+        _, crosses = model.decoder(hidden, inp, torch.ones_like(inp), return_cross_attention=True)
+    cross = torch.stack([c[0, :, : len(res.token_ids)] for c in crosses]).mean(1)  # (layers, T, 2N)
+    np.testing.assert_allclose(
+        res.after_layers.reshape(2, len(res.token_ids), -1), cross[..., 18:], atol=1e-5
+    )
+
+
+def test_group_words_merges_subword_tokens() -> None:
+    ids = default_tokenizer().encode("the cylinderish cube moved")
+    words, groups = A.group_words(ids)
+    assert words == ["the", "cylinderish", "cube", "moved"]
+    assert [i for g in groups for i in g] == list(range(len(ids)))
+
+
+def test_explain_pair_and_scores() -> None:
+    model = tiny_model(48, 16)
+    bef, aft = images(5)
+    ex = A.explain_pair(model, bef, aft, max_words=4)
+    assert ex.caption.caption == A.caption_with_attention(model, bef, aft, max_words=4).caption
+    assert ex.encoder.intra.shape == (2, 2, 3, 3)
+    scores = A.score_captions(model, bef, aft, ["a red cube", "", "nothing changed"])
+    assert len(scores) == 2 and all(np.isfinite(scores))
+
+
+def test_overlay_is_a_smooth_hot_image() -> None:
+    img = Image.new("RGB", (64, 48), (128, 128, 128))
+    heat = np.zeros((4, 4), np.float32)
+    heat[0, 3] = 1.0
+    out = A.overlay(img, heat)
+    assert isinstance(out, np.ndarray) and out.shape == (48, 64, 3) and out.dtype == np.uint8
+    hot, cold = out[5, 58].astype(int), out[42, 5].astype(int)
+    assert hot[0] > hot[2] + 50 and abs(cold - 128).max() < abs(hot - 128).max()
+    assert len(np.unique(out[:, :, 0])) > 8  # upsampled smoothly, not 16 flat blocks
+    pil = A.overlay(np.asarray(img), heat, as_pil=True)
+    assert isinstance(pil, Image.Image) and pil.size == (64, 48)
+    flat = A.overlay(img, np.zeros((4, 4)))  # an all-zero map must not divide by zero
+    assert flat.shape == (48, 64, 3)
+
+
+def test_plot_word_maps_png_and_panels(tmp_path) -> None:
+    model = tiny_model(48, 16, max_words=3)
+    bef, aft = images(6, (40, 30))
+    res = A.caption_with_attention(model, bef, aft)
+    path = tmp_path / "words.png"
+    fig = A.plot_word_maps(res, bef, aft, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert A.figure_to_image(fig).size[0] > 0
+    panels = A.word_panels(res, bef, aft.resize((50, 30)))
+    assert len(panels) == len(res.words)
+    for img, label in panels:
+        assert img.shape[0] == 30 and img.shape[1] == 2 * 40 + 6
+        assert "before" in label and "after" in label
+    enc_path = tmp_path / "enc.png"
+    A.plot_encoder_maps(A.encoder_attention(model, bef, aft), bef, aft, enc_path)
+    assert enc_path.stat().st_size > 0
+
+
+def test_after_peak_hit_and_boxes() -> None:
+    heat = np.zeros((4, 4))
+    heat[1, 2] = 1.0  # cell centre on a 320×240 image: x = 2.5 * 80 = 200, y = 1.5 * 60 = 90
+    assert A.after_peak_hit(heat, [[180, 80, 220, 100]], (320, 240))
+    assert not A.after_peak_hit(heat, [[0, 0, 100, 100]], (320, 240))
+    assert A.after_peak_hit(heat, [[0, 0, 10, 10], [199, 89, 201, 91]], (320, 240))
+    assert not A.after_peak_hit(heat, [], (320, 240))
+    boxes = {"before": [[1, 2, 3, 4]], "after": [[5, 6, 7, 8]]}
+    assert A.pointing_boxes("color", boxes) == [[5, 6, 7, 8]]
+    assert A.pointing_boxes("drop", {"before": [[1, 2, 3, 4]], "after": []}) == [[1, 2, 3, 4]]
+    assert A.pointing_boxes("none", boxes) == []
+
+
+def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
+    from clip4idc.data.synthetic import generate
+
+    generate(tmp_path, 5, size=(64, 48), seed=3, progress=False)
+    model = tiny_model(48, 16, max_words=4)
+    out = A.pointing_game(model, None, tmp_path, batch_size=2)
+    assert out["n"] == 5 and sum(out["counts"].values()) == 5
+    assert set(out["per_type"]) == {"color", "material", "add", "drop", "move"}
+    assert all(0.0 <= v <= 100.0 for v in out["per_type"].values()) and 0.0 <= out["overall"] <= 100.0
+    some = A.pointing_game(model, ["CLEVR_default_000001.png", 2, {"id": "3"}], tmp_path)
+    assert some["n"] == 3
+    with pytest.raises(clip4idc.Clip4idcError):
+        A.pointing_game(model, [99], tmp_path)
