@@ -558,7 +558,7 @@ def figure_to_image(fig: Any) -> Image.Image:
 # localisation: the pointing game
 # ------------------------------------------------------------------------------------------------------
 Box = Sequence[float]
-NO_CHANGE = ("none", "no_change", "nochange", "no-change")
+NO_CHANGE = ("none", "no_change", "nochange", "no-change")  # spellings of "no change" in records
 
 
 def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int]) -> bool:
@@ -580,17 +580,27 @@ def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list
     return list(boxes.get("after", []))
 
 
-def _scene_id(pair: Any) -> str:
-    """A pair reference → scene id: an int/str id, a CLEVR file name (``CLEVR_default_000012.png``), or a
-    record with ``id``/``image_id``/``pair_id``/``before``."""
+def _scene_id(pair: Any) -> str | None:
+    """A pair reference → scene id, or ``None`` for a no-change pair (nothing to point at).
+
+    Accepts an int/str id (``"12"``; the readers' no-change ids ``"12_n"`` give ``None``), a CLEVR file
+    name (``CLEVR_default_000012.png``), a record with ``id``/``image_id``/``pair_id``/``before``, or a
+    reader ``Pair`` (its ``scene_id``)."""
     import re
 
+    change = pair.get("change_type") if isinstance(pair, Mapping) else getattr(pair, "change_type", None)
+    if change in NO_CHANGE:
+        return None
+    if not isinstance(pair, (str, int, Mapping)) and getattr(pair, "scene_id", None) is not None:
+        return str(pair.scene_id)
     if isinstance(pair, Mapping):
-        for key in ("id", "image_id", "pair_id", "before"):
+        for key in ("scene_id", "id", "image_id", "pair_id", "before"):
             if key in pair:
                 return _scene_id(pair[key])
         raise Clip4idcError(f"pair record has no id: {dict(pair)}")
     text = str(pair)
+    if re.fullmatch(r"\d+_n", text):
+        return None
     if text.isdigit():
         return str(int(text))
     digits = re.findall(r"(\d+)", Path(text).name)
@@ -608,7 +618,7 @@ def pointing_game(
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
     ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
-    play (ids, CLEVR file names or records; ``None`` = all). Captions are greedy; the map played is
+    play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
     :meth:`CaptionAttention.change_map` (mean over words of the after-image map); no-change scenes are
     skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``.
     """
@@ -616,9 +626,9 @@ def pointing_game(
 
     root = Path(scenes_root)
     scenes = load_scenes(root)
-    ids = list(scenes) if pairs is None else [_scene_id(p) for p in pairs]
+    refs = list(scenes) if pairs is None else [_scene_id(p) for p in pairs]
     jobs = []
-    for sid in ids:
+    for sid in (r for r in refs if r is not None):
         scene = scenes.get(sid)
         if scene is None:
             raise Clip4idcError(f"{root / 'scenes.json'}: no scene {sid}")

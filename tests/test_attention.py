@@ -197,7 +197,12 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     assert out["n"] == 5 and sum(out["counts"].values()) == 5
     assert set(out["per_type"]) == {"color", "material", "add", "drop", "move"}
     assert all(0.0 <= v <= 100.0 for v in out["per_type"].values()) and 0.0 <= out["overall"] <= 100.0
-    some = A.pointing_game(model, ["CLEVR_default_000001.png", 2, {"id": "3"}], tmp_path)
+    some = A.pointing_game(model, ["CLEVR_default_000001.png", 2, {"id": "3"}, "4_n"], tmp_path)
     assert some["n"] == 3
+    from clip4idc.data import load_pairs
+
+    pairs = load_pairs(tmp_path, "clevr", "train")
+    played = A.pointing_game(model, pairs, tmp_path)
+    assert played["n"] == sum(p.change_type != "no_change" for p in pairs) > 0
     with pytest.raises(clip4idc.Clip4idcError):
         A.pointing_game(model, [99], tmp_path)
