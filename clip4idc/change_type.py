@@ -13,7 +13,10 @@ Rules, tried in this order on the lower-cased words (punctuation removed):
    a material word (metal, metallic, rubber, shiny, matte, ...) -> ``material``; a colour word -> ``color``.
    Only the words *after* the verb count, so "the small red rubber cube changed to metal" is ``material``
    and "the large cube that was red has changed to blue" is ``color``. Explicit "changed its color" /
-   "different material" phrases decide too.
+   "different material" phrases decide too, and "changed the color of ..." comes first of all (the
+   object's own material word may follow it).
+   With "made"/"painted" the new value ends the sentence ("someone painted the big cylinder blue",
+   "the ball was made matte"), so the caption's last word decides.
 3. **Move** - "moved", "relocated", "shifted", "changed its location", "different location", "new position"...
 4. **Drop** - "missing", "disappeared", "gone", "removed", "no longer", "taken away", ...
 5. **Add** - "added", "appeared", "newly placed", "new", "placed", "put", ...
@@ -144,6 +147,9 @@ _ADD_WORDS = frozenset(
     "added add adds appeared appear appears appearing placed put introduced new inserted".split()
 )
 _ADD_PHRASES = ("newly placed", "someone added", "there is a new", "now there is", "has been placed")
+_NAMED_COLOR = ("changed the color", "changed the colour", "the color of", "the colour of")
+_NAMED_MATERIAL = ("changed the material", "the material of", "changed the texture", "the texture of")
+_RESULT_VERBS = frozenset("made make makes painted paint paints".split())  # verb ... object ... new value
 _WEAK_ATTR_TRIGGERS = frozenset("changed change changes now different instead turned became".split())
 
 
@@ -190,9 +196,18 @@ def classify_change(caption: str) -> str:
     wordset = set(words)
     if _has(text, _STRONG_NO_CHANGE):
         return "no_change"
+    if _has(text, _NAMED_COLOR):  # "changed the color of the shiny ball to gray": "shiny" is not the change
+        return "color"
+    if _has(text, _NAMED_MATERIAL):
+        return "material"
     attribute = _attribute_after_verbs(words)
     if attribute is not None:
         return attribute
+    if wordset & _RESULT_VERBS:  # "someone painted the big cylinder blue", "the ball was made matte"
+        if words[-1] in MATERIAL_WORDS:
+            return "material"
+        if words[-1] in COLOR_WORDS:
+            return "color"
     if _has(text, _MATERIAL_PHRASES):
         return "material"
     if _has(text, _COLOR_PHRASES):

@@ -234,6 +234,18 @@ class CaptionDecoder(nn.Module):
         return_cross_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Teacher-forced logits (B,L,V) for ``input_ids`` given the pair's visual tokens."""
+        x, crosses = self.hidden_states(visual, input_ids, decoder_mask, memory)
+        logits = self.classifier(x)
+        return (logits, crosses) if return_cross_attention else logits
+
+    def hidden_states(
+        self,
+        visual: torch.Tensor,
+        input_ids: torch.Tensor,
+        decoder_mask: torch.Tensor | None = None,
+        memory: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Last decoder layer's states (B,L,E) before the vocabulary projection, and cross-attentions."""
         if memory is None:
             memory = self.encode_memory(visual)
         if decoder_mask is None:
@@ -244,5 +256,4 @@ class CaptionDecoder(nn.Module):
         for layer, mem in zip(self.decoder.layer, memory):
             x, cross = layer(x, mem, mask)
             crosses.append(cross)
-        logits = self.classifier(x)
-        return (logits, crosses) if return_cross_attention else logits
+        return x, crosses

@@ -104,9 +104,16 @@ class CLIP4IDC(nn.Module):
         input_ids: torch.Tensor,
         output_ids: torch.Tensor,
         decoder_mask: torch.Tensor,
+        reduction: str = "mean",
     ) -> torch.Tensor:
+        """Teacher-forcing cross-entropy, equal to ``caption_loss(caption_logits(...))`` but projecting onto
+        the vocabulary only where the target is a real token (id ≠ 0): the 49,408-way projection is
+        most of the step's cost, and padded places contribute nothing to the loss."""
         hidden = self.encode_pair(before, after).hidden
-        return caption_loss(self.caption_logits(hidden, input_ids, decoder_mask), output_ids)
+        states, _ = self._require_decoder().hidden_states(hidden, input_ids, decoder_mask)
+        keep = output_ids != 0
+        logits = self._require_decoder().classifier(states[keep])
+        return F.cross_entropy(logits.float(), output_ids[keep], reduction=reduction)
 
     @torch.no_grad()
     def generate(

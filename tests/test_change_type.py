@@ -131,3 +131,19 @@ def test_confusion():
 def test_missing_predictions():
     with pytest.raises(Clip4idcError, match="missing for 1 of 7 .*'7_n'"):
         type_accuracy({k: v for k, v in PRED.items() if k != "7_n"}, TRUE)
+
+
+def test_result_verbs_put_the_new_value_last():
+    assert classify_change("someone made the big brown metallic ball rubber") == "material"
+    assert classify_change("the brown ball was made matte") == "material"
+    assert classify_change("someone painted the big green matte cylinder blue") == "color"
+
+
+def test_every_synthetic_reference_is_classified_as_its_type(tmp_path):
+    from clip4idc.data import load_pairs
+    from clip4idc.data.synthetic import generate
+
+    generate(tmp_path, pairs=40, size=(48, 36), seed=5, workers=1, progress=False)
+    pairs = load_pairs(tmp_path, "clevr", "all")
+    wrong = [(p.change_type, c) for p in pairs for c in p.captions if classify_change(c) != p.change_type]
+    assert not wrong, wrong[:5]

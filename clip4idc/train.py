@@ -1,0 +1,573 @@
+"""Two-stage CLIP4IDC training: ``clip4idc train --stage adapt|finetune --config FILE [key=value ...]``.
+
+Read top to bottom: config → distributed setup → model → data → optimiser → (resume) → epochs of
+train steps, each followed by validation and an atomic checkpoint. One process by default; several GPUs
+or nodes under ``torchrun`` (DDP, with the contrastive loss computed on embeddings gathered from every
+rank, gradients included). The best epoch is chosen on **val**, never on test.
+
+Run folder: ``config.json``, ``checkpoint.pt`` (everything needed to resume bit-exactly), ``best/`` and
+``last/`` (``save_pretrained`` model directories), ``metrics.jsonl`` and ``curves.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from .checkpoint import load_into, save_pretrained
+from .config import ModelConfig, get_config
+from .errors import Clip4idcError, fail
+from .model import CLIP4IDC, contrastive_loss
+from .optim import build_optimizer
+from .precision import autocast, resolve_precision
+
+STAGES = ("adapt", "finetune")
+
+
+# ----------------------------------------------------------------------------------------------------
+# configuration
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; saved as ``config.json`` in the run folder."""
+
+    stage: str = "adapt"
+    dataset: str = "clevr"  # clevr | spot | ier
+    data: str = ""  # dataset root folder
+    out: str = "runs/run"
+    model: str = "ViT-B-32"  # named model config or a JSON file
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None  # OpenAI CLIP file, adaptation checkpoint (ours or original), or ours
+    epochs: int = 12
+    batch_size: int = 128  # global batch (all ranks, all accumulation steps)
+    batch_size_val: int = 128
+    grad_accum: int = 1
+    lr: float = 1e-4
+    coef_lr: float = 1e-3  # CLIP's parameters train at lr * coef_lr
+    warmup_proportion: float = 0.1
+    weight_decay: float | None = None  # None: the original's (0.2 adapt, 0.01 finetune)
+    max_grad_norm: float = 1.0
+    max_words: int = 32
+    seed: int = 2021
+    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
+    device: str = "auto"
+    workers: int = 2
+    cache_dir: str | None = None  # cache resized images (uint8) here after the first epoch
+    threads: int | None = None
+    max_train_pairs: int | None = None  # subsample for quick runs
+    max_val_pairs: int | None = None
+    val_every: int = 1
+    val_beam_size: int = 1
+    select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}")
+        if self.weight_decay is None:
+            self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
+        if self.select_metric is None:
+            self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path | None, overrides: list[str], stage: str | None = None
+    ) -> TrainConfig:
+        data: dict[str, Any] = {}
+        if path:
+            path = Path(path)
+            try:
+                data = json.loads(path.read_text())
+            except FileNotFoundError:
+                raise fail(path, "training config not found") from None
+            except json.JSONDecodeError as err:
+                raise fail(path, f"malformed JSON ({err})") from None
+        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
+        if stage:
+            data["stage"] = stage
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise Clip4idcError(f"override {item!r} is not key=value")
+            if key.startswith("model."):
+                data.setdefault("model_overrides", {})[key[6:]] = json.loads(value)
+                continue
+            if key not in types:
+                raise Clip4idcError(f"unknown training option {key!r}; known: {', '.join(sorted(types))}")
+            data[key] = _parse_value(value, str(types[key]))
+        unknown = set(data) - set(types)
+        if unknown:
+            raise fail(path, f"unknown training options: {', '.join(sorted(unknown))}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise fail(path or "config", str(err)) from None
+
+
+def _parse_value(value: str, type_name: str) -> Any:
+    if value.lower() in ("none", "null"):
+        return None
+    if type_name.startswith("int"):
+        return int(value)
+    if type_name.startswith("float"):
+        return float(value)
+    if type_name.startswith("bool"):
+        return value.lower() in ("1", "true", "yes")
+    if type_name.startswith("dict"):
+        return json.loads(value)
+    return value
+
+
+def model_config(cfg: TrainConfig) -> ModelConfig:
+    overrides = dict(cfg.model_overrides)
+    overrides.setdefault("max_words", cfg.max_words)
+    if cfg.stage == "adapt":
+        overrides["decoder_layers"] = 0  # stage one has no decoder, as the original's retrieval model
+    if cfg.model.endswith(".json"):
+        base = ModelConfig.load(cfg.model)
+        return ModelConfig.from_dict({**base.to_dict(), **overrides}, strict=True)
+    return get_config(cfg.model, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------------
+# distributed helpers
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join a torchrun group when launched by torchrun (``WORLD_SIZE`` > 1); otherwise one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate every rank's rows; gradients flow back to each rank's own rows (summed over ranks)."""
+    if d.world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+class GlobalBatchSampler(Sampler[list[int]]):
+    """Deterministic batches: a permutation per (seed, epoch); global batch ``i`` is split into equal
+    contiguous shards per rank and accumulation step, so any world size sees the same global batches."""
+
+    def __init__(
+        self, n: int, global_batch: int, d: Dist, accum: int, seed: int, shuffle: bool = True
+    ) -> None:
+        if global_batch % (d.world * accum):
+            raise ValueError(f"batch_size {global_batch} is not divisible by world size × grad_accum")
+        self.n, self.global_batch, self.d, self.accum, self.seed, self.shuffle = (
+            n,
+            global_batch,
+            d,
+            accum,
+            seed,
+            shuffle,
+        )
+        self.micro = global_batch // (d.world * accum)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return (self.n // self.global_batch) * self.accum
+
+    def __iter__(self):
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.n, generator=g).tolist()
+        else:
+            order = list(range(self.n))
+        for b in range(self.n // self.global_batch):
+            batch = order[b * self.global_batch : (b + 1) * self.global_batch]
+            rank_part = batch[
+                self.d.rank * self.micro * self.accum : (self.d.rank + 1) * self.micro * self.accum
+            ]
+            for a in range(self.accum):
+                yield rank_part[a * self.micro : (a + 1) * self.micro]
+
+
+# ----------------------------------------------------------------------------------------------------
+# the two stages' losses
+
+
+class StageLoss(nn.Module):
+    """Wraps the model so that DDP sees one ``forward`` per step; returns the stage's loss.
+
+    Adaptation: symmetric contrastive loss over the *global* batch. Finetuning: token cross-entropy
+    (padding ignored) normalised by the global token count, so the mean over ranks equals the loss of one
+    process on the whole batch; for CLEVR-Change the distractor pair's no-change caption adds a second
+    term, as the original's ``loss(bef, sc) + loss(bef, nsc)``.
+    """
+
+    def __init__(self, model: CLIP4IDC, stage: str, d: Dist) -> None:
+        super().__init__()
+        self.model, self.stage, self.d = model, stage, d
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        m = self.model
+        if self.stage == "adapt":
+            pair = m.encode_pair(batch["before"], batch["after"]).pooled
+            text, _ = m.encode_text(batch["text_ids"])
+            pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
+            return contrastive_loss(m.retrieval_logits(text, pair))
+        loss = self._caption_term(
+            batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
+        )
+        if "distractor" in batch:
+            loss = loss + self._caption_term(
+                batch["before"],
+                batch["distractor"],
+                batch["nc_input_ids"],
+                batch["nc_output_ids"],
+                batch["nc_decoder_mask"],
+            )
+        return loss
+
+    def _caption_term(self, bef, aft, inp, out, mask) -> torch.Tensor:
+        if self.d.world == 1:
+            return self.model.caption_loss(bef, aft, inp, out, mask)
+        total = (out != 0).sum().float()
+        dist.all_reduce(total)
+        return self.model.caption_loss(bef, aft, inp, out, mask, reduction="sum") / total * self.d.world
+
+
+# ----------------------------------------------------------------------------------------------------
+# data
+
+
+def make_datasets(cfg: TrainConfig, resolution: int):
+    from .data import AdaptationDataset, CaptionDataset, load_pairs
+
+    kind = AdaptationDataset if cfg.stage == "adapt" else CaptionDataset
+    train_pairs = load_pairs(cfg.data, cfg.dataset, "train")
+    val_pairs = load_pairs(cfg.data, cfg.dataset, "val")
+    if cfg.max_train_pairs:
+        train_pairs = _subsample_scenes(train_pairs, cfg.max_train_pairs)
+    if cfg.max_val_pairs:
+        val_pairs = _subsample_scenes(val_pairs, cfg.max_val_pairs)
+    common = dict(resolution=resolution, max_words=cfg.max_words, seed=cfg.seed, cache_dir=cfg.cache_dir)
+    return kind(train_pairs, train=True, **common), kind(val_pairs, train=False, **common)
+
+
+def _subsample_scenes(pairs: list, n: int) -> list:
+    """Keep the first ``n`` scenes (a change pair and its no-change twin stay together)."""
+    keep = []
+    seen: set[str] = set()
+    for p in pairs:
+        scene = p.scene_id or p.pair_id
+        if scene not in seen and len(seen) >= n:
+            continue
+        seen.add(scene)
+        keep.append(p)
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------------
+# validation
+
+
+def validate(
+    model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
+) -> dict[str, Any]:
+    from . import inference, metrics
+
+    if cfg.stage == "adapt":
+        pairs = val_set.pairs
+        sim, text_to_pair = inference.retrieval_similarity(
+            model,
+            val_set,
+            [p.captions for p in pairs],
+            cfg.max_words,
+            cfg.batch_size_val,
+            device,
+            precision,
+            cfg.workers,
+        )
+        ret = metrics.retrieval_metrics(sim, text_to_pair)
+        flat = {f"{d}/{k}": v for d, vals in ret.items() for k, v in vals.items()}
+        flat["R@1"] = ret["text_to_pair"]["R@1"]
+        return flat
+    captions = inference.generate_captions(
+        model,
+        val_set,
+        cfg.batch_size_val,
+        device,
+        precision,
+        cfg.val_beam_size,
+        cfg.max_words,
+        workers=cfg.workers,
+    )
+    preds = {p.pair_id: c for p, c in zip(val_set.pairs, captions)}
+    refs = {p.pair_id: p.captions for p in val_set.pairs}
+    scores = metrics.score_captions(preds, refs)
+    scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
+    scores["examples"] = [{"pair_id": k, "caption": preds[k]} for k in list(preds)[:4]]
+    return scores
+
+
+# ----------------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, **state: Any) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        # our own run checkpoint holds numpy/python RNG states, which need full unpickling
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise fail(path, f"cannot resume: unreadable run checkpoint ({type(err).__name__}: {err})") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: TrainConfig, mcfg: ModelConfig) -> CLIP4IDC:
+    torch.manual_seed(cfg.seed)
+    model = CLIP4IDC(mcfg)
+    if cfg.init:
+        layout = load_into(model, cfg.init)
+        print(f"initialised from {cfg.init} ({layout})", file=sys.stderr)
+    return model
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run one stage; returns the best validation metrics. See the module docstring for the outputs."""
+    device = pick_device(cfg.device)
+    d = setup_distributed(device)
+    if device.type == "cuda":
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    ckpt_path = out / "checkpoint.pt"
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resume and ckpt_path.exists():
+            raise fail(ckpt_path, "run folder already has a checkpoint; pass --resume or choose another out=")
+        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    mcfg = model_config(cfg)
+    model = build_model(cfg, mcfg).to(device)
+    train_set, val_set = make_datasets(cfg, mcfg.resolution)
+    sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed)
+    loader = DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=cfg.workers,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
+    steps_per_epoch = len(sampler) // cfg.grad_accum
+    if steps_per_epoch == 0:
+        raise Clip4idcError(f"{cfg.data}: {len(train_set)} training pairs < batch_size {cfg.batch_size}")
+    total_steps = steps_per_epoch * cfg.epochs
+    optimizer, scheduler = build_optimizer(
+        model, cfg.lr, cfg.coef_lr, cfg.weight_decay, cfg.warmup_proportion, total_steps, cfg.max_grad_norm
+    )
+    step_fn: nn.Module = StageLoss(model, cfg.stage, d)
+    if d.world > 1:
+        step_fn = nn.parallel.DistributedDataParallel(
+            step_fn,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.stage == "finetune",
+        )
+
+    start_epoch, step, best, history = 0, 0, -math.inf, []
+    if resume:
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
+        _set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
+        if d.main:
+            print(f"resumed {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
+    else:
+        torch.manual_seed(cfg.seed + d.rank)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        t0, losses = time.time(), []
+        bar = loader
+        if cfg.progress and d.main:
+            from tqdm import tqdm
+
+            bar = tqdm(loader, desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}", leave=False)
+        for i, batch in enumerate(bar):
+            batch = {
+                k: v.to(device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)
+            }
+            with autocast(device, precision):
+                loss = step_fn(batch) / cfg.grad_accum
+            loss.backward()
+            losses.append(loss.item() * cfg.grad_accum)
+            if (i + 1) % cfg.grad_accum:
+                continue
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                model.clip.logit_scale.clamp_(max=math.log(100))
+            step += 1
+            if cfg.progress and d.main and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": float(np.mean(losses)),
+            "epoch_seconds": round(time.time() - t0, 1),
+            "pairs_per_second": round(len(losses) * sampler.micro * d.world / (time.time() - t0), 2),
+        }
+        is_best = False
+        if d.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            val = validate(model, val_set, cfg, device, precision)
+            record["val"] = val
+            score = float(val.get(cfg.select_metric, -math.inf))
+            if score > best:
+                best, is_best = score, True
+        history.append(record)
+        rng = _rng_state()
+        if d.world > 1:
+            gathered: list[Any] = [None] * d.world
+            dist.all_gather_object(gathered, rng)
+            rng = gathered
+        if d.main:
+            if is_best:
+                save_pretrained(model, out / "best")
+            save_pretrained(model, out / "last")
+            save_checkpoint(
+                ckpt_path,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                epoch=epoch,
+                step=step,
+                best=best,
+                history=history,
+                rng=rng,
+                config=dataclasses.asdict(cfg),
+            )
+            with open(out / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            plot_history(history, out / "curves.png", cfg.select_metric)
+            msg = f"epoch {epoch + 1}: loss {record['train_loss']:.4f}"
+            if "val" in record:
+                msg += f", val {cfg.select_metric} {record['val'].get(cfg.select_metric, float('nan')):.4f}"
+            print(msg + (" (best)" if is_best else ""), file=sys.stderr)
+        if d.world > 1:
+            dist.barrier()
+    return {"best": best, "history": history}
+
+
+def plot_history(history: list[dict[str, Any]], path: Path, metric: str) -> None:
+    """Loss and the selection metric per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
+    axes[0].set(title="training loss", xlabel="epoch")
+    val = [(h["epoch"], h["val"][metric]) for h in history if "val" in h and metric in h["val"]]
+    if val:
+        axes[1].plot(*zip(*val), marker="o", color="C1")
+    axes[1].set(title=f"val {metric}", xlabel="epoch")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# CLI
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = TrainConfig.from_file(args.config, args.overrides, args.stage)
+    if args.out:
+        cfg.out = args.out
+    result = train(cfg, resume=args.resume)
+    print(json.dumps({"best": result["best"], "out": cfg.out}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a stage: adapt (retrieval) or finetune (captioning)")
+    p.add_argument("--stage", choices=STAGES, default=None)
+    p.add_argument("--config", default=None, help="JSON training config (see configs/)")
+    p.add_argument("--out", default=None, help="run folder (overrides out= in the config)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.intra_layers=6")
+    p.set_defaults(func=run)
