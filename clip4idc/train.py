@@ -72,7 +72,8 @@ class TrainConfig:
     threads: int | None = None
     max_train_pairs: int | None = None  # subsample for quick runs
     max_val_pairs: int | None = None
-    val_every: int = 1
+    val_every: int = 1  # 0: no validation (then no best/ either)
+    stop_after: int | None = None  # stop after this many epochs (the schedule still spans `epochs`)
     val_beam_size: int = 1
     select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
     progress: bool = True
@@ -488,7 +489,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             "pairs_per_second": round(len(losses) * sampler.micro * d.world / (time.time() - t0), 2),
         }
         is_best = False
-        if d.main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+        if d.main and cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             val = validate(model, val_set, cfg, device, precision)
             record["val"] = val
             score = float(val.get(cfg.select_metric, -math.inf))
@@ -525,6 +526,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             print(msg + (" (best)" if is_best else ""), file=sys.stderr)
         if d.world > 1:
             dist.barrier()
+        if cfg.stop_after and epoch + 1 >= cfg.stop_after:
+            break
     return {"best": best, "history": history}
 
 

@@ -1,0 +1,155 @@
+"""Training: bit-exact resume, DDP equivalence (2 gloo processes = 1 process), config handling."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import clip4idc
+from clip4idc.checkpoint import read_state_dict as read_weights
+from clip4idc.errors import Clip4idcError
+from clip4idc.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+
+TINY = clip4idc.get_config("tiny").to_dict()
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    from clip4idc.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, pairs=40, size=(64, 48), seed=3, workers=1, val_frac=0.2, test_frac=0.2, progress=False)
+    return root
+
+
+def run_cfg(synth, out, stage, **kw) -> TrainConfig:
+    base = dict(
+        stage=stage,
+        data=str(synth),
+        out=str(out),
+        model="tiny",
+        epochs=2,
+        batch_size=8,
+        batch_size_val=16,
+        lr=1e-3,
+        coef_lr=1.0,
+        max_words=20,
+        workers=0,
+        val_every=0,
+        progress=False,
+        seed=11,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("stage", ["adapt", "finetune"])
+def test_resume_is_bit_exact(synth, tmp_path, stage):
+    """2 epochs straight == 1 epoch, resume, 1 epoch: weight for weight (dropout, caption choice and the
+    distractor swap all draw random numbers)."""
+    train(run_cfg(synth, tmp_path / "straight", stage))
+    train(run_cfg(synth, tmp_path / "split", stage, stop_after=1))
+    first = read_weights(tmp_path / "split" / "last")
+    train(run_cfg(synth, tmp_path / "split", stage), resume=True)
+    a = read_weights(tmp_path / "straight" / "last")
+    b = read_weights(tmp_path / "split" / "last")
+    assert a.keys() == b.keys()
+    assert any(not torch.equal(first[k], b[k]) for k in a), "the second epoch changed nothing"
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    history = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2]
+
+
+def test_refuses_to_overwrite_a_run(synth, tmp_path):
+    train(run_cfg(synth, tmp_path / "r", "adapt", epochs=1))
+    with pytest.raises(Clip4idcError, match="already has a checkpoint"):
+        train(run_cfg(synth, tmp_path / "r", "adapt", epochs=1))
+
+
+def test_config_file_and_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"_comment": "x", "stage": "finetune", "epochs": 3, "data": "d"}))
+    cfg = TrainConfig.from_file(path, ["lr=0.5", "model.intra_layers=1", "init=none"])
+    assert (cfg.stage, cfg.epochs, cfg.lr, cfg.model_overrides, cfg.init) == (
+        "finetune",
+        3,
+        0.5,
+        {"intra_layers": 1},
+        None,
+    )
+    assert cfg.weight_decay == 0.01 and cfg.select_metric == "CIDEr"
+    with pytest.raises(Clip4idcError, match="unknown training option 'lrr'"):
+        TrainConfig.from_file(path, ["lrr=1"])
+    bad = tmp_path / "bad.json"
+    bad.write_text("{ nope")
+    with pytest.raises(Clip4idcError, match="bad.json: malformed JSON"):
+        TrainConfig.from_file(bad, [])
+
+
+def test_sampler_shards_global_batches():
+    one = list(GlobalBatchSampler(10, 4, Dist(), 1, seed=1))
+    shards = [list(GlobalBatchSampler(10, 4, Dist(rank=r, world=2), 1, seed=1)) for r in range(2)]
+    assert [a + b for a, b in zip(*shards)] == one
+    acc = list(GlobalBatchSampler(10, 4, Dist(), 2, seed=1))
+    assert [acc[0] + acc[1], acc[2] + acc[3]] == one
+
+
+def _batch(stage: str) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    n, r = 4, TINY["resolution"]
+    batch = {"before": torch.randn(n, 3, r, r, generator=g), "after": torch.randn(n, 3, r, r, generator=g)}
+    ids = torch.randint(1, 49000, (n, 10), generator=g)
+    ids[:, 0], ids[:, -1] = 49406, 49407
+    if stage == "adapt":
+        batch["text_ids"] = ids
+    else:
+        lengths = torch.tensor([10, 6, 3, 8])  # unequal token counts per rank
+        mask = (torch.arange(10)[None] < lengths[:, None]).long()
+        batch.update(input_ids=ids * mask, output_ids=ids.roll(-1, 1) * mask, decoder_mask=mask)
+    return batch
+
+
+def _model(stage: str) -> clip4idc.CLIP4IDC:
+    torch.manual_seed(0)
+    cfg = dict(TINY, decoder_dropout=0.0, decoder_layers=0 if stage == "adapt" else 1)
+    return clip4idc.CLIP4IDC(clip4idc.ModelConfig.from_dict(cfg))
+
+
+def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
+    )
+    model = _model(stage)
+    step = torch.nn.parallel.DistributedDataParallel(
+        StageLoss(model, stage, Dist(rank, world)), find_unused_parameters=stage == "finetune"
+    )
+    half = {k: v[rank * 2 : rank * 2 + 2] for k, v in _batch(stage).items()}
+    loss = step(half)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    torch.save({"loss": loss.detach(), "grads": grads}, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("stage", ["adapt", "finetune"])
+def test_two_gloo_processes_equal_one(tmp_path, stage):
+    model = _model(stage)
+    loss = StageLoss(model, stage, Dist())(_batch(stage))
+    loss.backward()
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), stage, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        if stage == "adapt":  # every rank computes the same global contrastive loss
+            assert torch.allclose(got["loss"], loss, atol=1e-6)
+        checked = 0
+        for name, p in model.named_parameters():
+            if p.grad is None:
+                continue
+            assert torch.allclose(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6), name
+            checked += 1
+        assert checked > 10
