@@ -5,7 +5,7 @@ Why it is built this way:
 * **Offline.** Telemetry and hub access are switched off before gradio is imported, the theme uses the
   fonts gradio serves itself, server-side rendering (which needs Node) is off, and no share tunnel is
   opened unless ``--share`` is given.
-* **Never crashes on input.** Uploads reach our code as plain file paths (see :class:`_UploadImage`), so a
+* **Never crashes on input.** Uploads reach our code as plain file paths (see :func:`upload_image`), so a
   file that is not an image, a decompression bomb, odd modes (grayscale, RGBA, 16-bit) or a missing image
   become one clear line in the status box instead of a stack trace.
 * **No logic only here.** Everything shown is computed by :mod:`clip4idc.attention` and the model; this
@@ -29,6 +29,7 @@ import re  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
+import types  # noqa: E402
 import warnings  # noqa: E402
 from collections import OrderedDict  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
@@ -311,22 +312,26 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------------
 # page
 # ------------------------------------------------------------------------------------------------------
-class _UploadImage(gr.Image):
-    """``gr.Image`` whose upload reaches us as a path, unopened: gradio's own preprocessing opens the file
-    with PIL and fails with a stack trace on a non-image or a decompression bomb. Same frontend."""
+def _path_preprocess(component: gr.Image, payload: Any) -> Any:
+    """Hand the uploaded file's path to the handler unopened; see :func:`upload_image`."""
+    if payload is None:
+        return None
+    path = getattr(payload, "path", None)
+    if path:
+        return str(path)
+    try:
+        return gr.Image.preprocess(component, payload)
+    except Exception as err:  # a data: URL that is not an image, …
+        return BadUpload(str(err).splitlines()[0] if str(err) else type(err).__name__)
 
-    is_template = True  # use the parent's ("image") frontend component
 
-    def preprocess(self, payload: Any) -> Any:
-        if payload is None:
-            return None
-        path = getattr(payload, "path", None)
-        if path:
-            return str(path)
-        try:
-            return super().preprocess(payload)
-        except Exception as err:  # a data: URL that is not an image, …
-            return BadUpload(str(err).splitlines()[0] if str(err) else type(err).__name__)
+def upload_image(**kwargs: Any) -> gr.Image:
+    """A ``gr.Image`` input whose upload reaches our handler as a path, unopened: gradio's own preprocessing
+    opens the file with PIL and fails with a stack trace on a non-image or a decompression bomb. The method
+    is replaced on the instance (a subclass would make gradio write a ``.pyi`` stub next to this module)."""
+    component = gr.Image(type="filepath", **kwargs)
+    component.preprocess = types.MethodType(_path_preprocess, component)  # type: ignore[method-assign]
+    return component
 
 
 def load_examples() -> list[dict]:
@@ -371,12 +376,8 @@ def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None)
             )
             model_md = gr.Markdown(elem_id="model-info")
         with gr.Row():
-            before = _UploadImage(
-                label="Before", type="filepath", sources=["upload"], elem_id="before", height=260
-            )
-            after = _UploadImage(
-                label="After", type="filepath", sources=["upload"], elem_id="after", height=260
-            )
+            before = upload_image(label="Before", sources=["upload"], elem_id="before", height=260)
+            after = upload_image(label="After", sources=["upload"], elem_id="after", height=260)
         if examples:
             gr.Examples(
                 examples=[[ex["before"], ex["after"]] for ex in examples],
