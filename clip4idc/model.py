@@ -110,6 +110,17 @@ class CLIP4IDC(nn.Module):
         the vocabulary only where the target is a real token (id ≠ 0): the 49,408-way projection is
         most of the step's cost, and padded places contribute nothing to the loss."""
         hidden = self.encode_pair(before, after).hidden
+        return self.caption_loss_from_hidden(hidden, input_ids, output_ids, decoder_mask, reduction)
+
+    def caption_loss_from_hidden(
+        self,
+        hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        output_ids: torch.Tensor,
+        decoder_mask: torch.Tensor,
+        reduction: str = "mean",
+    ) -> torch.Tensor:
+        """:meth:`caption_loss` given the pair encoder's tokens (B, 2N, E)."""
         states, _ = self._require_decoder().hidden_states(hidden, input_ids, decoder_mask)
         keep = output_ids != 0
         logits = self._require_decoder().classifier(states[keep])

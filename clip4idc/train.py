@@ -76,6 +76,7 @@ class TrainConfig:
     stop_after: int | None = None  # stop after this many epochs (the schedule still spans `epochs`)
     val_beam_size: int = 1
     select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
+    freeze_vision: bool = False  # finetune only the decoder (+ shared word embeddings): a cheap CPU recipe
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -235,9 +236,11 @@ class StageLoss(nn.Module):
     term, as the original's ``loss(bef, sc) + loss(bef, nsc)``.
     """
 
-    def __init__(self, model: CLIP4IDC, stage: str, d: Dist) -> None:
+    def __init__(self, model: CLIP4IDC, stage: str, d: Dist, freeze_vision: bool = False) -> None:
         super().__init__()
-        self.model, self.stage, self.d = model, stage, d
+        self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
+        if freeze_vision:
+            model.clip.visual.requires_grad_(False)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         m = self.model
@@ -260,11 +263,17 @@ class StageLoss(nn.Module):
         return loss
 
     def _caption_term(self, bef, aft, inp, out, mask) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
+            hidden = self.model.encode_pair(bef, aft).hidden
         if self.d.world == 1:
-            return self.model.caption_loss(bef, aft, inp, out, mask)
+            return self.model.caption_loss_from_hidden(hidden, inp, out, mask)
         total = (out != 0).sum().float()
         dist.all_reduce(total)
-        return self.model.caption_loss(bef, aft, inp, out, mask, reduction="sum") / total * self.d.world
+        return (
+            self.model.caption_loss_from_hidden(hidden, inp, out, mask, reduction="sum")
+            / total
+            * self.d.world
+        )
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -432,7 +441,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     optimizer, scheduler = build_optimizer(
         model, cfg.lr, cfg.coef_lr, cfg.weight_decay, cfg.warmup_proportion, total_steps, cfg.max_grad_norm
     )
-    step_fn: nn.Module = StageLoss(model, cfg.stage, d)
+    step_fn: nn.Module = StageLoss(model, cfg.stage, d, cfg.freeze_vision and cfg.stage == "finetune")
     if d.world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn,
