@@ -14,6 +14,7 @@ from .errors import Clip4idcError
 
 _COMMAND_MODULES = [
     "clip4idc.commands.caption",
+    "clip4idc.commands.examples",
     "clip4idc.data.cli",
     "clip4idc.commands.score",
     "clip4idc.train",

@@ -188,5 +188,9 @@ class CLIP4IDC(nn.Module):
 
         return load(directory)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.clip.visual.conv1.weight.dtype
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

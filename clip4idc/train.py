@@ -69,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int = 2
     cache_dir: str | None = None  # cache resized images (uint8) here after the first epoch
+    cache_in_memory: bool = False  # also keep them in RAM (3·R² bytes per image; best with workers=0)
     threads: int | None = None
     max_train_pairs: int | None = None  # subsample for quick runs
     max_val_pairs: int | None = None
@@ -290,7 +291,13 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         train_pairs = _subsample_scenes(train_pairs, cfg.max_train_pairs)
     if cfg.max_val_pairs:
         val_pairs = _subsample_scenes(val_pairs, cfg.max_val_pairs)
-    common = dict(resolution=resolution, max_words=cfg.max_words, seed=cfg.seed, cache_dir=cfg.cache_dir)
+    common = dict(
+        resolution=resolution,
+        max_words=cfg.max_words,
+        seed=cfg.seed,
+        cache_dir=cfg.cache_dir,
+        in_memory=cfg.cache_in_memory,
+    )
     return kind(train_pairs, train=True, **common), kind(val_pairs, train=False, **common)
 
 
@@ -458,7 +465,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         start_epoch, step, best, history = state["epoch"] + 1, state["step"], state["best"], state["history"]
         _set_rng_state(state["rng"][d.rank] if isinstance(state["rng"], list) else state["rng"])
         if d.main:
-            print(f"resumed {ckpt_path} after epoch {state['epoch']}", file=sys.stderr)
+            print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
     else:
         torch.manual_seed(cfg.seed + d.rank)
 

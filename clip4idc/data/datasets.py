@@ -45,8 +45,11 @@ class ImageCache:
     workers may fill the cache at once.
     """
 
-    def __init__(self, resolution: int, cache_dir: str | Path | None = None) -> None:
+    def __init__(self, resolution: int, cache_dir: str | Path | None = None, in_memory: bool = False) -> None:
         self.resolution = int(resolution)
+        # ``in_memory``: also keep every image in this process (3·R² bytes each; with loader workers each
+        # worker holds its own copy, so use it with workers=0 when the CPU is the bottleneck)
+        self.memory: dict[str, np.ndarray] | None = {} if in_memory else None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if self.cache_dir is not None:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,14 @@ class ImageCache:
 
     def uint8(self, path: str | Path) -> np.ndarray:
         """The resized image as uint8 (3, R, R), from the cache when there."""
+        if self.memory is not None:
+            hit = self.memory.get(str(path))
+            if hit is None:
+                hit = self.memory[str(path)] = self._load(path)
+            return hit
+        return self._load(path)
+
+    def _load(self, path: str | Path) -> np.ndarray:
         cpath = self.cache_path(Path(path))
         if cpath is not None and cpath.exists():
             try:
@@ -99,6 +110,7 @@ class _PairDataset(Dataset):
         train: bool = False,
         seed: int = 0,
         cache_dir: str | Path | None = None,
+        in_memory: bool = False,
         dataset: str | None = None,
         tokenizer: Tokenizer | None = None,
     ) -> None:
@@ -113,7 +125,7 @@ class _PairDataset(Dataset):
         self.train = train
         self.seed = int(seed)
         self.epoch = 0
-        self.images = ImageCache(resolution, cache_dir)
+        self.images = ImageCache(resolution, cache_dir, in_memory)
         self.tokenizer = tokenizer or default_tokenizer()
         # No-change references per scene, for change pairs built without ``distractor_captions``.
         self._nochange = {p.scene_id: p for p in all_pairs if p.change_type == "no_change" and p.scene_id}
