@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from .checkpoint import load_into, save_pretrained
+from .checkpoint import load_into, read_state_dict, save_pretrained
 from .config import ModelConfig, get_config
 from .errors import Clip4idcError, fail
 from .model import CLIP4IDC, contrastive_loss
@@ -138,11 +138,13 @@ def _parse_value(value: str, type_name: str) -> Any:
     return value
 
 
-def model_config(cfg: TrainConfig) -> ModelConfig:
+def model_config(cfg: TrainConfig, init_has_decoder: bool = False) -> ModelConfig:
+    """The architecture; stage one has no decoder (as the original's retrieval model) unless the init
+    checkpoint brings a trained one, which adaptation then carries through unchanged."""
     overrides = dict(cfg.model_overrides)
     overrides.setdefault("max_words", cfg.max_words)
-    if cfg.stage == "adapt":
-        overrides["decoder_layers"] = 0  # stage one has no decoder, as the original's retrieval model
+    if cfg.stage == "adapt" and not init_has_decoder:
+        overrides["decoder_layers"] = 0
     if cfg.model.endswith(".json"):
         base = ModelConfig.load(cfg.model)
         return ModelConfig.from_dict({**base.to_dict(), **overrides}, strict=True)
@@ -401,12 +403,21 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: TrainConfig, mcfg: ModelConfig) -> CLIP4IDC:
+def build_model(cfg: TrainConfig) -> CLIP4IDC:
+    """Model for the stage, initialised from ``cfg.init`` when given (fresh parts keep their init)."""
+    raw = read_state_dict(cfg.init) if cfg.init else None
+    has_decoder = raw is not None and any(k.startswith("decoder.") for k in raw)
     torch.manual_seed(cfg.seed)
-    model = CLIP4IDC(mcfg)
-    if cfg.init:
-        layout = load_into(model, cfg.init)
+    model = CLIP4IDC(model_config(cfg, has_decoder))
+    if raw is not None:
+        layout = load_into(model, cfg.init, raw)
         print(f"initialised from {cfg.init} ({layout})", file=sys.stderr)
+    if cfg.stage == "adapt" and model.decoder is not None:
+        for name, p in model.decoder.named_parameters():
+            if not name.startswith("embeddings.word_embeddings") and not name.startswith(
+                "embeddings.position"
+            ):
+                p.requires_grad_(False)  # adaptation trains retrieval only; the decoder rides along
     return model
 
 
@@ -430,9 +441,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    mcfg = model_config(cfg)
-    model = build_model(cfg, mcfg).to(device)
-    train_set, val_set = make_datasets(cfg, mcfg.resolution)
+    model = build_model(cfg).to(device)
+    train_set, val_set = make_datasets(cfg, model.config.resolution)
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed)
     loader = DataLoader(
         train_set,
@@ -453,7 +463,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.stage == "finetune",
+            find_unused_parameters=cfg.stage == "finetune" or model.decoder is not None,
         )
 
     start_epoch, step, best, history = 0, 0, -math.inf, []
