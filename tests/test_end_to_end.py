@@ -19,16 +19,60 @@ def test_adapt_finetune_eval(tmp_path):
     demo = WEIGHTS_DIR / "demo"
     assert (demo / "model.safetensors").exists(), "the bundled demo model is missing"
     data = tmp_path / "data"
-    generate(data, pairs=80, size=(160, 120), seed=424242, workers=1, val_frac=0.1, test_frac=0.4, progress=False)
-    common = [f"data={data}", "model=demo", "epochs=1", "batch_size=16", "batch_size_val=32", "workers=0",
-              "lr=2e-5", "coef_lr=1", "val_every=0", "progress=false", "max_words=24"]
+    generate(
+        data, pairs=80, size=(160, 120), seed=424242, workers=1, val_frac=0.1, test_frac=0.4, progress=False
+    )
+    common = [
+        f"data={data}",
+        "model=demo",
+        "epochs=1",
+        "batch_size=16",
+        "batch_size_val=32",
+        "workers=0",
+        "lr=2e-5",
+        "coef_lr=1",
+        "val_every=0",
+        "progress=false",
+        "max_words=24",
+    ]
     assert cli(["train", "--stage", "adapt", "--out", str(tmp_path / "adapt"), f"init={demo}", *common]) == 0
     assert (tmp_path / "adapt" / "last" / "model.safetensors").exists()
-    assert cli(["train", "--stage", "finetune", "--out", str(tmp_path / "finetune"),
-                f"init={tmp_path / 'adapt' / 'last'}", "freeze_vision=true", *common]) == 0
+    assert (
+        cli(
+            [
+                "train",
+                "--stage",
+                "finetune",
+                "--out",
+                str(tmp_path / "finetune"),
+                f"init={tmp_path / 'adapt' / 'last'}",
+                "freeze_vision=true",
+                *common,
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "eval"
-    assert cli(["eval", "--checkpoint", str(tmp_path / "finetune" / "last"), "--data", str(data), "--split", "test",
-                "--out", str(out), "--no-pointing", "--no-progress", "--device", "cpu"]) == 0
+    assert (
+        cli(
+            [
+                "eval",
+                "--checkpoint",
+                str(tmp_path / "finetune" / "last"),
+                "--data",
+                str(data),
+                "--split",
+                "test",
+                "--out",
+                str(out),
+                "--no-pointing",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     n = metrics["num_change_pairs"]
     chance = 100.0 / n
