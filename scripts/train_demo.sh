@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Reproduce the bundled demo model (clip4idc/weights/demo) and its model card's numbers, on a CPU.
+# Stages: synthetic data → adaptation → finetuning → fp16 export → evaluation on a fresh test set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .venv/bin/activate
+[ -f data/demo_train/splits.json ] || clip4idc data synth data/demo_train --pairs 16000 --size 160x120 --seed 7 \
+  --workers 2 --val-frac 0.03 --test-frac 0.02
+[ -f data/demo_test/splits.json ] || clip4idc data synth data/demo_test --pairs 1100 --size 160x120 --seed 12345 \
+  --workers 2 --val-frac 0 --test-frac 0.92
+clip4idc train --config configs/demo_adapt.json "$@"
+clip4idc train --config configs/demo_finetune.json "$@"
+python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
+clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval
