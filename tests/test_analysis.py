@@ -1,0 +1,192 @@
+"""Error-analysis helpers (clip4idc.analysis) and the tutorial recipes (clip4idc.recipes)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from clip4idc import analysis, recipes
+from clip4idc.commands.score import summarise_runs
+from clip4idc.data import Pair
+from clip4idc.errors import Clip4idcError
+
+
+def _pair(pid: str, typ: str) -> Pair:
+    return Pair(pid, f"{pid}.png", f"{pid}_2.png", [f"caption {pid}"], typ, pid.split("_")[0])
+
+
+def test_examples_per_type_keeps_order_and_limit():
+    pairs = [_pair("1", "move"), _pair("1_n", "no_change"), _pair("2", "color"), _pair("3", "move")]
+    out = analysis.examples_per_type(pairs, per_type=1)
+    assert list(out) == ["color", "move", "no_change"]
+    assert [p.pair_id for p in out["move"]] == ["1"]
+    assert [p.pair_id for p in analysis.examples_per_type(pairs, 2, types=("move",))["move"]] == ["1", "3"]
+
+
+def test_top_captions_ranks_and_dedups():
+    texts = ["a", "b", "a", "c"]
+    sim = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.5, 0.0], [0.3, 1.0]])
+    top = analysis.top_captions(sim, texts, 0, k=3)
+    assert [(t, r) for t, _, r in top] == [("b", 1), ("a", 2), ("c", 3)]
+    assert top[1][1] == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        analysis.top_captions(sim, texts[:2], 0)
+    with pytest.raises(IndexError):
+        analysis.top_captions(sim, texts, 2)
+
+
+RECORDS = {
+    "1": {"caption": "x", "CIDEr": 0.5, "change_type": "color", "predicted_type": "color"},
+    "2": {"caption": "y", "CIDEr": 0.1, "change_type": "color", "predicted_type": "material"},
+    "3": {"caption": "z", "CIDEr": None, "change_type": "move", "predicted_type": "no_change"},
+    "3_n": {"caption": "w", "CIDEr": 2.0, "change_type": "no_change", "predicted_type": "no_change"},
+}
+
+
+def test_select_predictions_filters_and_sorts():
+    ids = lambda rows: [pid for pid, _ in rows]  # noqa: E731
+    assert ids(analysis.select_predictions(RECORDS)) == ["2", "1", "3_n", "3"]  # null CIDEr last
+    assert ids(analysis.select_predictions(RECORDS, descending=True)) == ["3_n", "1", "2", "3"]
+    assert ids(analysis.select_predictions(RECORDS, change_type="color")) == ["2", "1"]
+    assert ids(analysis.select_predictions(RECORDS, change_type=["color", "move"], correct=False)) == [
+        "2",
+        "3",
+    ]
+    assert ids(analysis.select_predictions(RECORDS, predicted_type="no_change", sort_by=None)) == ["3", "3_n"]
+    assert ids(analysis.select_predictions(RECORDS, limit=1)) == ["2"]
+
+
+def test_confusion_matrix_and_top_confusions():
+    conf = {
+        "move": {"no_change": 3, "move": 1},
+        "color": {"color": 2, "unknown": 1},
+        "no_change": {"no_change": 4},
+    }
+    rows, cols, counts = analysis.confusion_matrix(conf)
+    assert rows == ["color", "move", "no_change"]
+    assert cols == ["color", "move", "no_change", "unknown"]
+    assert counts == [[2, 0, 0, 1], [0, 1, 3, 0], [0, 0, 4, 0]]
+    assert analysis.top_confusions(conf) == [("move", "no_change", 3), ("color", "unknown", 1)]
+
+
+def _metrics() -> dict:
+    sub = {"CIDEr": 1.0, "BLEU_4": 0.5, "METEOR": 0.3, "ROUGE_L": 0.6, "num_pairs": 4}
+    return {
+        "type_accuracy": 50.0,
+        "type_accuracy_change": 25.0,
+        "R@1": 10.0,
+        "pointing_game": 20.0,
+        "captioning": {"total": sub, "change": {**sub, "num_pairs": 2}},
+        "per_type": {
+            "color": {"CIDEr": 2.0, "BLEU_4": None, "type_accuracy": 100.0, "R@1": 5.0, "num_pairs": 1},
+            "no_change": {"CIDEr": 0.2, "type_accuracy": 0.0, "R@1": None, "num_pairs": 2},
+        },
+    }
+
+
+def test_per_type_rows_and_format():
+    rows = analysis.per_type_rows(_metrics(), keys=("CIDEr", "type_accuracy", "R@1"))
+    assert [r["subset"] for r in rows] == ["total", "change", "color", "no_change"]
+    assert rows[0] == {"subset": "total", "n": 4, "CIDEr": 1.0, "type_accuracy": 50.0, "R@1": None}
+    assert rows[1]["type_accuracy"] == 25.0 and rows[1]["R@1"] == 10.0 and rows[1]["n"] == 2
+    assert rows[3]["R@1"] is None
+    text = analysis.format_rows(rows, ["subset", "n", "CIDEr", "R@1"], digits=2)
+    lines = text.splitlines()
+    assert lines[0].split() == ["subset", "n", "CIDEr", "R@1"]
+    assert lines[2].split() == ["total", "4", "1.00", "-"]
+    assert analysis.format_rows([]) == "(no rows)"
+    with pytest.raises(Clip4idcError):
+        analysis.per_type_rows({"per_type": None})
+
+
+def test_seed_spread_equals_report_summary():
+    runs = [
+        {"CIDEr": 1.0, "per_type": {"color": {"CIDEr": 2.0}}},
+        {"CIDEr": 3.0, "per_type": {"color": {"CIDEr": 4.0}}},
+    ]
+    spread = analysis.seed_spread(runs, ["CIDEr", "per_type/color/CIDEr"])
+    assert list(spread) == ["CIDEr", "per_type/color/CIDEr"]
+    assert spread["CIDEr"]["mean"] == 2.0 and spread["CIDEr"]["values"] == [1.0, 3.0]
+    assert spread["CIDEr"]["std"] == pytest.approx(math.sqrt(2))
+    reference = summarise_runs([{"CIDEr": 1.0}, {"CIDEr": 3.0}])["CIDEr"]
+    assert {k: spread["CIDEr"][k] for k in reference} == reference
+    assert "per_type/color/CIDEr" in analysis.seed_spread(runs)
+
+
+def test_pointing_chance():
+    # a 2x2 grid on a 100x100 image: cell centres at 25 and 75; the left half holds two of four
+    assert analysis.pointing_chance([[[0, 0, 50, 100]]], (100, 100), 2) == pytest.approx(50.0)
+    assert analysis.pointing_chance([[[0, 0, 50, 100]], [[0, 0, 100, 100]]], (100, 100), 2) == pytest.approx(
+        75.0
+    )
+    with pytest.raises(ValueError):
+        analysis.pointing_chance([], (100, 100), 2)
+
+
+def test_score_candidates_rewards_the_right_caption():
+    refs = {
+        "a": ["the red cube moved", "the red block was moved", "someone moved the red cube"],
+        "b": ["there is no change", "nothing has changed"],
+        "c": ["a blue sphere appeared", "someone added a blue ball"],
+    }
+    scores = analysis.score_candidates(
+        "a", {"right": "the red cube was moved", "wrong": "there is no change"}, refs
+    )
+    assert set(scores) == {"right", "wrong"}
+    for metric in ("BLEU_4", "METEOR", "ROUGE_L", "CIDEr"):
+        assert scores["right"][metric] > scores["wrong"][metric], metric
+    with pytest.raises(Clip4idcError):
+        analysis.score_candidates("zz", {"x": "y"}, refs)
+
+
+# ------------------------------------------------------------------------------------------- recipes
+
+
+def test_quick_mode_and_plans(monkeypatch, tmp_path):
+    monkeypatch.setenv(recipes.QUICK_ENV, "1")
+    assert recipes.quick_mode() and recipes.lesson_plan().quick
+    monkeypatch.setenv(recipes.QUICK_ENV, "0")
+    assert not recipes.quick_mode()
+    quick, full = recipes.lesson_plan(True), recipes.lesson_plan(False)
+    assert quick.pairs < full.pairs and quick.finetune_epochs <= full.finetune_epochs
+    monkeypatch.setenv(recipes.WORK_ENV, str(tmp_path / "w"))
+    assert recipes.work_dir("ignored", quick) == tmp_path / "w" / "quick"
+    assert (tmp_path / "w" / "quick").is_dir()
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    root = tmp_path_factory.mktemp("recipes") / "synth"
+    return recipes.synthetic_dataset(root, 20, (64, 48), seed=1, val_frac=0.2, test_frac=0.2)
+
+
+def test_synthetic_dataset_is_reused_only_when_identical(tiny_synth):
+    stamp = (tiny_synth / "scenes.json").stat().st_mtime_ns
+    recipes.synthetic_dataset(tiny_synth, 20, (64, 48), seed=1, val_frac=0.2, test_frac=0.2)
+    assert (tiny_synth / "scenes.json").stat().st_mtime_ns == stamp
+    assert not recipes._same_dataset(tiny_synth, 20, (64, 48), 2, 0.2, 0.2)
+    assert not recipes._same_dataset(tiny_synth, 20, (64, 48), 1, 0.1, 0.2)
+    assert not recipes._same_dataset(tiny_synth, 21, (64, 48), 1, 0.2, 0.2)
+
+
+def test_train_epochs_then_ensure_trained_reuses_the_run(tiny_synth, tmp_path):
+    plan = recipes.lesson_plan(True)
+    cfg = recipes.train_config(
+        plan, "adapt", tiny_synth, tmp_path / "adapt", epochs=2, batch_size=4, threads=None
+    )
+    records = list(recipes.train_epochs(cfg))
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert all("train_loss" in r and "val" in r for r in records)
+    stamp = (tmp_path / "adapt" / "checkpoint.pt").stat().st_mtime_ns
+    path = recipes.ensure_trained(cfg)  # an epoch-by-epoch run counts as finished
+    assert path == tmp_path / "adapt" / "best"
+    assert (tmp_path / "adapt" / "checkpoint.pt").stat().st_mtime_ns == stamp
+    other = recipes.train_config(
+        plan, "adapt", tiny_synth, tmp_path / "adapt", epochs=1, batch_size=4, threads=None
+    )
+    recipes.ensure_trained(other)  # a different config retrains from scratch
+    lines = (tmp_path / "adapt" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
