@@ -558,14 +558,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def plot_history(history: list[dict[str, Any]], path: Path, metric: str) -> None:
-    """Loss and the selection metric per epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Loss and the selection metric per epoch, as a PNG (matplotlib's object API: no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     epochs = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
     axes[0].plot(epochs, [h["train_loss"] for h in history], marker="o")
     axes[0].set(title="training loss", xlabel="epoch")
     val = [(h["epoch"], h["val"][metric]) for h in history if "val" in h and metric in h["val"]]
@@ -575,7 +575,6 @@ def plot_history(history: list[dict[str, Any]], path: Path, metric: str) -> None
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
-    plt.close(fig)
     os.replace(tmp, path)
 
 

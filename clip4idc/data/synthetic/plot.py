@@ -15,10 +15,8 @@ def plot_triples(
     import json
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from PIL import Image
 
     root = Path(root)
@@ -26,7 +24,9 @@ def plot_triples(
     ids = [str(i) for i in (ids if ids is not None else list(scenes)[:3])]
     caps = json.loads((root / "change_captions.json").read_text(encoding="utf-8"))
     nc_caps = json.loads((root / "no_change_captions.json").read_text(encoding="utf-8"))
-    fig, axes = plt.subplots(len(ids), 3, figsize=(9.6, 3.9 * len(ids)), squeeze=False)
+    fig = Figure(figsize=(9.6, 3.9 * len(ids)))  # no pyplot: leaves the user's backend (e.g. inline) alone
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(ids), 3, squeeze=False)
     for row, sid in zip(axes, ids):
         scene = scenes[sid]
         key = Path(scene["images"]["before"]).name
