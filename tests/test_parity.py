@@ -128,3 +128,18 @@ def test_config_inferred_from_shapes(parity):
         "text_heads",
     ):
         assert getattr(cfg, key) == parity["config"][key], key
+
+
+def test_screened_argmax_is_exact():
+    """The bf16-screened greedy head returns the fp32 argmax, first index on ties, at any scale."""
+    from clip4idc.decoding import ScreenedArgmax
+
+    g = torch.Generator().manual_seed(0)
+    for scale in (0.02, 1.0, 30.0):
+        weight = torch.randn(5000, 64, generator=g) * scale
+        bias = torch.randn(5000, generator=g)
+        states = torch.randn(33, 64, generator=g) * scale
+        head = ScreenedArgmax(weight, bias)
+        assert torch.equal(head(states), torch.nn.functional.linear(states, weight, bias).argmax(1))
+    weight[7], bias[7], bias[4000] = weight[4000], 1e7, 1e7  # two identical best words: the first wins
+    assert ScreenedArgmax(weight, bias)(states).tolist() == [7] * 33
