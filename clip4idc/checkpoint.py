@@ -209,6 +209,9 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
         save_file(
             state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(model.config.to_dict())}
         )
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # tempfile creates 0600; a saved model is an ordinary file
         os.replace(tmp_name, directory / WEIGHTS_NAME)
     finally:
         if os.path.exists(tmp_name):
