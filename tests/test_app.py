@@ -13,6 +13,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
+import clip4idc
 from clip4idc import app as app_module
 from clip4idc.app import EXAMPLES_DIR, ModelCache, load_examples, load_for_app, make_handlers
 
@@ -89,7 +90,7 @@ def test_caption_for_an_example_pair(client: Client) -> None:
     assert isinstance(caption, str) and caption.strip()
     assert "computed in" in status
     assert len(words) >= 1 and all(item["image"] for item in words)
-    assert len(blocks) == 6  # demo config: 3 per-image + 3 joint blocks
+    assert len(blocks) == clip4idc.get_config("demo").vision_layers  # one encoder panel per block
     caption_beam = describe(client, *example("color"), decoding="beam search", rollout=True)[0]
     assert isinstance(caption_beam, str)
 
@@ -213,4 +214,4 @@ def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
         str(EXAMPLES_DIR / "add_before.png"), str(EXAMPLES_DIR / "add_after.png"), str(tmp_path / "openai.pt"),
         "greedy", 3, 3, "mean over layers", False,
     )  # fmt: skip
-    assert "untrained" in status and len(blocks) == 6
+    assert "untrained" in status and len(blocks) == tiny.config.vision_layers
