@@ -99,13 +99,10 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
+        from .io import read_json
+
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise fail(path, "config file not found") from None
-        except json.JSONDecodeError as err:
-            raise fail(path, f"malformed JSON ({err})") from None
+        data = read_json(path)
         try:
             return cls.from_dict(data, strict=True)
         except (TypeError, ValueError) as err:

@@ -59,18 +59,6 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
-def _first_scenes(pairs: list[Any], n: int) -> list[Any]:
-    """The pairs of the first ``n`` scenes (a CLEVR change pair and its no-change twin count as one)."""
-    keep, seen = [], set()
-    for p in pairs:
-        scene = p.scene_id or p.pair_id
-        if scene not in seen and len(seen) >= n:
-            continue
-        seen.add(scene)
-        keep.append(p)
-    return keep
-
-
 def _device(name: str | torch.device) -> torch.device:
     """``auto`` → CUDA when present; a bad or unavailable device is a one-line error, not a traceback."""
     if str(name) == "auto":
@@ -255,7 +243,7 @@ def evaluate(
     """
     from . import inference
     from .change_type import classify_change, confusion, type_accuracy
-    from .data import CaptionDataset
+    from .data import CaptionDataset, first_scenes
     from .metrics import find_spice_lib, per_sample_records, score_captions_detailed, score_clevr_change
     from .precision import resolve_precision
 
@@ -266,7 +254,7 @@ def evaluate(
     if max_pairs is not None:
         if max_pairs < 1:
             raise Clip4idcError(f"max_pairs must be at least 1, got {max_pairs}")
-        pairs = _first_scenes(pairs, max_pairs)
+        pairs = first_scenes(pairs, max_pairs)
     find_spice_lib(spice)  # a bad SPICE folder fails now, before any inference
     if isinstance(model, (str, Path)):
         from .commands.caption import load_for_inference

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 from .checkpoint import load_into, read_state_dict, save_pretrained
 from .config import ModelConfig, get_config
 from .errors import Clip4idcError, fail
+from .io import read_json
 from .model import CLIP4IDC, contrastive_loss
 from .optim import build_optimizer
 from .precision import autocast, resolve_precision
@@ -95,12 +96,9 @@ class TrainConfig:
         data: dict[str, Any] = {}
         if path:
             path = Path(path)
-            try:
-                data = json.loads(path.read_text())
-            except FileNotFoundError:
-                raise fail(path, "training config not found") from None
-            except json.JSONDecodeError as err:
-                raise fail(path, f"malformed JSON ({err})") from None
+            data = read_json(path)
+            if not isinstance(data, dict):
+                raise fail(path, "a training config must be a JSON object")
         data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
         if stage:
             data["stage"] = stage
@@ -284,15 +282,15 @@ class StageLoss(nn.Module):
 
 
 def make_datasets(cfg: TrainConfig, resolution: int):
-    from .data import AdaptationDataset, CaptionDataset, load_pairs
+    from .data import AdaptationDataset, CaptionDataset, first_scenes, load_pairs
 
     kind = AdaptationDataset if cfg.stage == "adapt" else CaptionDataset
     train_pairs = load_pairs(cfg.data, cfg.dataset, "train")
     val_pairs = load_pairs(cfg.data, cfg.dataset, "val")
     if cfg.max_train_pairs:
-        train_pairs = _subsample_scenes(train_pairs, cfg.max_train_pairs)
+        train_pairs = first_scenes(train_pairs, cfg.max_train_pairs)
     if cfg.max_val_pairs:
-        val_pairs = _subsample_scenes(val_pairs, cfg.max_val_pairs)
+        val_pairs = first_scenes(val_pairs, cfg.max_val_pairs)
     common = dict(
         resolution=resolution,
         max_words=cfg.max_words,
@@ -301,19 +299,6 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         in_memory=cfg.cache_in_memory,
     )
     return kind(train_pairs, train=True, **common), kind(val_pairs, train=False, **common)
-
-
-def _subsample_scenes(pairs: list, n: int) -> list:
-    """Keep the first ``n`` scenes (a change pair and its no-change twin stay together)."""
-    keep = []
-    seen: set[str] = set()
-    for p in pairs:
-        scene = p.scene_id or p.pair_id
-        if scene not in seen and len(seen) >= n:
-            continue
-        seen.add(scene)
-        keep.append(p)
-    return keep
 
 
 # ----------------------------------------------------------------------------------------------------

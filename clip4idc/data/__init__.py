@@ -10,6 +10,7 @@ from .readers import (
     DATASETS,
     Pair,
     detect_dataset,
+    first_scenes,
     load_clevr,
     load_ier,
     load_pairs,
@@ -18,6 +19,7 @@ from .readers import (
 )
 
 __all__ = [
+    "first_scenes",
     "CHANGE_TYPES",
     "DATASETS",
     "Pair",

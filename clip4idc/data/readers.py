@@ -344,3 +344,16 @@ def detect_dataset(root: str | Path) -> str:
     if any((root / f).exists() for files in IER_SPLIT_FILES.values() for f in files):
         return "ier"
     raise fail(root, "cannot tell the dataset kind; pass dataset='clevr'|'spot'|'ier'")
+
+
+def first_scenes(pairs: list[Pair], n: int) -> list[Pair]:
+    """The pairs of the first ``n`` scenes, for quick runs: a CLEVR-Change pair and its no-change twin
+    count as one scene and stay together."""
+    keep, seen = [], set()
+    for p in pairs:
+        scene = p.scene_id or p.pair_id
+        if scene not in seen and len(seen) >= n:
+            continue
+        seen.add(scene)
+        keep.append(p)
+    return keep
