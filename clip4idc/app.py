@@ -47,7 +47,6 @@ from .preprocess import load_image  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).with_name("assets") / "examples"
 MAX_PIXELS = 40_000_000  # per image; larger uploads are refused before decoding
-DEMO_SEED = 0
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -66,38 +65,16 @@ class LoadedModel:
 
 def load_for_app(checkpoint: str) -> LoadedModel:
     """``demo`` (bundled weights, or a random-weight demo-config model until they exist) or a local path."""
-    import clip4idc
-    from clip4idc.checkpoint import WEIGHTS_DIR, WEIGHTS_NAME
+    from clip4idc.checkpoint import load_with_notes
 
     key = (checkpoint or "demo").strip()
+    model, notes = load_with_notes(key if key == "demo" else Path(key).expanduser())
+    notes = [f"{n[0].upper()}{n[1:]}.".replace("untrained", "**untrained**") for n in notes]
+    layout, cfg = model.load_layout, model.config
     if key == "demo":
-        if (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists():
-            return LoadedModel(
-                clip4idc.load("demo"), key, "bundled demo model (trained on synthetic CLEVR-Change)"
-            )
-        torch.manual_seed(DEMO_SEED)
-        model = clip4idc.build_model("demo").eval()
-        note = (
-            "The bundled demo weights are not installed: this is a **random-weight** model with the demo "
-            "architecture, so captions are gibberish and the maps show no learned attention."
-        )
-        return LoadedModel(model, key, "demo architecture, random weights", [note], decoder_trained=False)
-    path = Path(key).expanduser()
-    model = clip4idc.load(path)
-    layout = getattr(model, "load_layout", "clip4idc")
-    cfg = model.config
-    label = f"{path.name} ({layout} layout, {cfg.name}, {cfg.resolution}px / patch {cfg.patch})"
-    notes = []
-    if layout == "openai":
-        notes.append(
-            "OpenAI CLIP file: the caption decoder and the pair-specific encoder parts are **untrained**, so "
-            "captions are meaningless; encoder maps show CLIP's own attention."
-        )
-    elif layout == "clip4idc-adapt":
-        notes.append(
-            "Adaptation-stage checkpoint: the caption decoder is **untrained**, so captions are meaningless; "
-            "retrieval scores and encoder maps are meaningful."
-        )
+        label = "bundled demo model" if layout != "random" else "demo architecture, random weights"
+    else:
+        label = f"{Path(key).name} ({layout} layout, {cfg.name}, {cfg.resolution}px / patch {cfg.patch})"
     return LoadedModel(model, key, label, notes, decoder_trained=layout == "clip4idc")
 
 

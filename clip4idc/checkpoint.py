@@ -192,6 +192,33 @@ def load(
     return model.to(device).eval()
 
 
+def load_with_notes(
+    checkpoint: str | Path = "demo", config: ModelConfig | dict | str | None = None, **overrides: object
+) -> tuple[CLIP4IDC, list[str]]:
+    """:func:`load` for the CLI and the app, plus what a user must be told about the result.
+
+    ``demo`` before the bundled weights exist gives a random-weight model of the demo architecture
+    (``load_layout == "random"``); an OpenAI CLIP file or an adaptation-stage checkpoint has an untrained
+    decoder. Captions are only meaningful when ``model.load_layout == "clip4idc"``.
+    """
+    if str(checkpoint) == "demo" and not (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists():
+        torch.manual_seed(0)
+        model = CLIP4IDC(get_config("demo")).eval()
+        model.load_layout = "random"
+        return model, [
+            "the bundled demo weights are not installed: this is a random-weight model with the demo "
+            "architecture, so its captions are gibberish and its maps show no learned attention"
+        ]
+    model = load(checkpoint, config=config, **overrides)
+    notes = {
+        "openai": "OpenAI CLIP file: the caption decoder and the pair-specific encoder parts are untrained, "
+        "so captions are meaningless; encoder maps show CLIP's own attention",
+        "clip4idc-adapt": "adaptation-stage checkpoint: the caption decoder is untrained, so captions are "
+        "meaningless; retrieval scores and encoder maps are meaningful",
+    }
+    return model, [notes[model.load_layout]] if model.load_layout in notes else []
+
+
 def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write ``config.json`` + ``model.safetensors`` (tied aliases stored once), atomically per file."""
     from safetensors.torch import save_file
@@ -221,4 +248,4 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
     os.replace(tmp_cfg, directory / CONFIG_NAME)
 
 
-__all__ = ["load", "load_into", "read_state_dict", "save_pretrained", "Clip4idcError"]
+__all__ = ["load", "load_into", "load_with_notes", "read_state_dict", "save_pretrained", "Clip4idcError"]

@@ -6,34 +6,15 @@ import argparse
 import json
 import sys
 
-import torch
-
-from ..checkpoint import WEIGHTS_DIR, WEIGHTS_NAME, load
+from ..checkpoint import load_with_notes
 from ..model import CLIP4IDC
 
 
-def demo_available() -> bool:
-    return (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists()
-
-
 def load_for_inference(checkpoint: str, config: str | None = None, **overrides: object) -> CLIP4IDC:
-    """Load ``checkpoint``; for ``demo`` before the bundled weights exist, a random-weight demo model
-    (said loudly on stderr: its captions are meaningless)."""
-    if checkpoint == "demo" and not demo_available():
-        from .. import build_model
-
-        print(
-            "warning: the bundled demo model is not installed; using RANDOM weights (captions are noise)",
-            file=sys.stderr,
-        )
-        torch.manual_seed(0)
-        return build_model("demo").eval()
-    model = load(checkpoint, config=config, **overrides)
-    if model.load_layout in ("openai", "clip4idc-adapt"):
-        print(
-            f"warning: {checkpoint} has no trained caption decoder ({model.load_layout}); captions are noise",
-            file=sys.stderr,
-        )
+    """Load ``checkpoint`` and print on stderr anything that makes its captions meaningless."""
+    model, notes = load_with_notes(checkpoint, config, **overrides)
+    for note in notes:
+        print(f"warning: {checkpoint}: {note}", file=sys.stderr)
     return model
 
 
