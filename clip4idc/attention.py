@@ -363,11 +363,12 @@ def score_captions(
     texts = [c.strip() for c in captions if c.strip()]
     if not texts:
         return []
+    from .inference import encode_texts
+
     bef, aft = _pair_tensors(model, before, after)
     pair = model.encode_pair(bef, aft).pooled
-    ids, _ = default_tokenizer().batch(texts, model.config.context_length)
-    text, _ = model.encode_text(ids.to(pair.device))
-    return model.retrieval_logits(text.float(), pair.float())[:, 0].tolist()
+    text = encode_texts(model, texts, model.config.max_words, device=pair.device)
+    return model.retrieval_logits(text.to(pair.device), pair.float())[:, 0].tolist()
 
 
 # ------------------------------------------------------------------------------------------------------

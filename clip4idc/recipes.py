@@ -91,32 +91,29 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     thread (tiny models gain nothing from more, and a shared CI machine loses a lot). Full: ~1,500 pairs,
     minutes on a laptop CPU."""
     quick = quick_mode() if quick is None else quick
-    tiny = {"patch": 8}
-    if quick:
-        return LessonPlan(
-            quick=True,
-            pairs=200,
-            image_size=(160, 120),
-            data_seed=0,
-            model="tiny",
-            model_overrides=tiny,
-            adapt_epochs=8,
-            finetune_epochs=6,
-            seeds=(0, 1),
-            ablation_epochs=3,
-            threads=1,
-        )
-    return LessonPlan(
+    full = LessonPlan(
         quick=False,
         pairs=1500,
         image_size=(160, 120),
         data_seed=0,
         model="tiny",
-        model_overrides=tiny,
+        model_overrides={"patch": 8},
         adapt_epochs=15,
         finetune_epochs=12,
         seeds=(0, 1, 2),
         ablation_epochs=8,
+    )
+    if not quick:
+        return full
+    return dataclasses.replace(
+        full,
+        quick=True,
+        pairs=200,
+        adapt_epochs=8,
+        finetune_epochs=6,
+        seeds=(0, 1),
+        ablation_epochs=3,
+        threads=1,
     )
 
 

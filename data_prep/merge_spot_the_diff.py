@@ -9,12 +9,12 @@ Reads ``{train,val,test}.json`` and writes ``reformat_{train,val,test}.json`` as
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from clip4idc.data.readers import merge_spot_file
 from clip4idc.errors import Clip4idcError
+from clip4idc.io import write_json_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
             src = args.annotations / f"{split}.json"
             merged = merge_spot_file(src)
             dst = args.out / f"reformat_{split}.json"
-            dst.write_text(json.dumps(merged), encoding="utf-8")
+            write_json_atomic(dst, merged, indent=None)
             print(f"{src} -> {dst}: {len(merged)} pairs")
     except Clip4idcError as err:
         print(f"error: {err}", file=sys.stderr)
