@@ -192,6 +192,11 @@ def load(
     return model.to(device).eval()
 
 
+def demo_installed() -> bool:
+    """Whether the bundled demo weights are present (``load("demo")`` works)."""
+    return (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists()
+
+
 def load_with_notes(
     checkpoint: str | Path = "demo", config: ModelConfig | dict | str | None = None, **overrides: object
 ) -> tuple[CLIP4IDC, list[str]]:
@@ -201,7 +206,7 @@ def load_with_notes(
     (``load_layout == "random"``); an OpenAI CLIP file or an adaptation-stage checkpoint has an untrained
     decoder. Captions are only meaningful when ``model.load_layout == "clip4idc"``.
     """
-    if str(checkpoint) == "demo" and not (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists():
+    if str(checkpoint) == "demo" and not demo_installed():
         torch.manual_seed(0)
         model = CLIP4IDC(get_config("demo")).eval()
         model.load_layout = "random"

@@ -289,10 +289,9 @@ def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path
 def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):
     """``(model, description)``: the bundled demo model when installed (and ``prefer_demo``), else the
     tiny two-stage model of :func:`finetuned_checkpoint` (trained now if missing)."""
-    from .checkpoint import load
-    from .commands.caption import demo_available
+    from .checkpoint import demo_installed, load
 
-    if prefer_demo and demo_available():
+    if prefer_demo and demo_installed():
         return load("demo"), "the bundled demo model"
     path = finetuned_checkpoint(plan, work)
     try:
