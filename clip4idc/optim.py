@@ -54,20 +54,32 @@ class BertAdam(torch.optim.Optimizer):
                 state["step"] += 1
 
 
-def parameter_groups(model: nn.Module, lr: float, coef_lr: float, weight_decay: float) -> list[dict]:
-    """The original's four groups: (CLIP | new) × (decay | no decay)."""
-    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+SHARED_EMBEDDINGS = ("clip.token_embedding.weight", "clip.positional_embedding")
+
+
+def parameter_groups(
+    model: nn.Module, lr: float, coef_lr: float, weight_decay: float, coef_lr_shared: float | None = None
+) -> list[dict]:
+    """The original's four groups: (CLIP | new) × (decay | no decay).
+
+    ``coef_lr_shared`` (None = ``coef_lr``, as the original) gives CLIP's word and position embeddings,
+    which the caption decoder shares, their own multiplier. A CLIP trained from scratch (the demo model)
+    wants its vision tower to keep learning in stage 2 (``coef_lr`` near 1) while the embeddings that its
+    text tower reads move slowly, or retrieval decays as the decoder pulls them."""
+    groups: dict[tuple[bool, bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        key = (name.startswith("clip."), not any(nd in name for nd in NO_DECAY))
+        shared = coef_lr_shared is not None and name in SHARED_EMBEDDINGS
+        key = (name.startswith("clip."), not any(nd in name for nd in NO_DECAY), shared)
         groups.setdefault(key, []).append(p)
     out = []
-    for (is_clip, decay), params in sorted(groups.items()):
+    for (is_clip, decay, shared), params in sorted(groups.items()):
+        coef = coef_lr_shared if shared else coef_lr
         out.append(
             {
                 "params": params,
-                "lr": lr * coef_lr if is_clip else lr,
+                "lr": lr * coef if is_clip else lr,
                 "weight_decay": weight_decay if decay else 0.0,
             }
         )
@@ -94,6 +106,8 @@ def build_optimizer(
     warmup: float,
     total_steps: int,
     max_grad_norm: float = 1.0,
+    coef_lr_shared: float | None = None,
 ) -> tuple[BertAdam, LambdaLR]:
-    opt = BertAdam(parameter_groups(model, lr, coef_lr, weight_decay), lr=lr, max_grad_norm=max_grad_norm)
+    groups = parameter_groups(model, lr, coef_lr, weight_decay, coef_lr_shared)
+    opt = BertAdam(groups, lr=lr, max_grad_norm=max_grad_norm)
     return opt, LambdaLR(opt, warmup_linear(total_steps, warmup))

@@ -61,6 +61,9 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 1e-4
     coef_lr: float = 1e-3  # CLIP's parameters train at lr * coef_lr
+    coef_lr_shared: float | None = (
+        None  # CLIP's word/position embeddings (shared with the decoder); None: coef_lr
+    )
     warmup_proportion: float = 0.1
     weight_decay: float | None = None  # None: the original's (0.2 adapt, 0.01 finetune)
     max_grad_norm: float = 1.0
@@ -441,7 +444,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         raise Clip4idcError(f"{cfg.data}: {len(train_set)} training pairs < batch_size {cfg.batch_size}")
     total_steps = steps_per_epoch * cfg.epochs
     optimizer, scheduler = build_optimizer(
-        model, cfg.lr, cfg.coef_lr, cfg.weight_decay, cfg.warmup_proportion, total_steps, cfg.max_grad_norm
+        model,
+        cfg.lr,
+        cfg.coef_lr,
+        cfg.weight_decay,
+        cfg.warmup_proportion,
+        total_steps,
+        cfg.max_grad_norm,
+        cfg.coef_lr_shared,
     )
     step_fn: nn.Module = StageLoss(model, cfg.stage, d, cfg.freeze_vision and cfg.stage == "finetune")
     if d.world > 1:

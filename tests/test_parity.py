@@ -6,6 +6,7 @@ The fixture's weights are written to a ``.bin`` file, as a released checkpoint w
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import clip4idc
@@ -143,3 +144,18 @@ def test_screened_argmax_is_exact():
         assert torch.equal(head(states), torch.nn.functional.linear(states, weight, bias).argmax(1))
     weight[7], bias[7], bias[4000] = weight[4000], 1e7, 1e7  # two identical best words: the first wins
     assert ScreenedArgmax(weight, bias)(states).tolist() == [7] * 33
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_quick_gelu_inference_path_is_bit_identical(dtype):
+    from clip4idc.clip import QuickGELU
+
+    x = torch.randn(4, 7, 96).to(dtype)
+    original = x.clone()
+    with torch.no_grad():
+        fast = QuickGELU()(x)
+    assert torch.equal(x, original)  # the in-place steps leave the input alone
+    assert torch.equal(fast, x * torch.sigmoid(1.702 * x))
+    g = x.float().requires_grad_()
+    QuickGELU()(g).sum().backward()  # training keeps the autograd-friendly form
+    assert g.grad is not None

@@ -153,3 +153,23 @@ def test_two_gloo_processes_equal_one(tmp_path, stage):
             assert torch.allclose(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6), name
             checked += 1
         assert checked > 10
+
+
+def test_shared_embeddings_get_their_own_learning_rate():
+    from clip4idc.optim import parameter_groups
+
+    model = clip4idc.build_model("tiny")
+    lr = 1e-3
+
+    def lr_of(groups, param):
+        return next(g["lr"] for g in groups if any(p is param for p in g["params"]))
+
+    plain = parameter_groups(model, lr, 0.5, 0.01)  # the original's grouping
+    assert len(plain) == 4
+    assert lr_of(plain, model.clip.token_embedding.weight) == lr * 0.5
+    split = parameter_groups(model, lr, 0.5, 0.01, coef_lr_shared=0.01)
+    for shared in (model.clip.token_embedding.weight, model.clip.positional_embedding):
+        assert lr_of(split, shared) == pytest.approx(lr * 0.01)
+    assert lr_of(split, model.clip.visual.conv1.weight) == lr * 0.5
+    assert lr_of(split, next(model.decoder.encoder.parameters())) == lr
+    assert sum(len(g["params"]) for g in split) == sum(len(g["params"]) for g in plain)
