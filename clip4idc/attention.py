@@ -581,7 +581,7 @@ def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list
     return list(boxes.get("after", []))
 
 
-def _scene_id(pair: Any) -> str | None:
+def scene_id_of(pair: Any) -> str | None:
     """A pair reference → scene id, or ``None`` for a no-change pair (nothing to point at).
 
     Accepts an int/str id (``"12"``; the readers' no-change ids ``"12_n"`` give ``None``), a CLEVR file
@@ -597,7 +597,7 @@ def _scene_id(pair: Any) -> str | None:
     if isinstance(pair, Mapping):
         for key in ("scene_id", "id", "image_id", "pair_id", "before"):
             if key in pair:
-                return _scene_id(pair[key])
+                return scene_id_of(pair[key])
         raise Clip4idcError(f"pair record has no id: {dict(pair)}")
     text = str(pair)
     if re.fullmatch(r"\d+_n", text):
@@ -615,19 +615,23 @@ def pointing_game(
     pairs: Iterable[Any] | None,
     scenes_root: str | Path,
     batch_size: int = 16,
+    captions: dict[str, str] | None = None,
+    max_words: int | None = None,
 ) -> dict[str, Any]:
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
     ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
     play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
     :meth:`CaptionAttention.change_map` (mean over words of the after-image map); no-change scenes are
-    skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``.
+    skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``. A dict passed as
+    ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
+    decode those pairs a second time.
     """
     from .data.synthetic import change_boxes, load_scenes
 
     root = Path(scenes_root)
     scenes = load_scenes(root)
-    refs = list(scenes) if pairs is None else [_scene_id(p) for p in pairs]
+    refs = list(scenes) if pairs is None else [scene_id_of(p) for p in pairs]
     jobs = []
     for sid in (r for r in refs if r is not None):
         scene = scenes.get(sid)
@@ -636,7 +640,9 @@ def pointing_game(
         change = str(scene["change"]["type"])
         boxes = pointing_boxes(change, change_boxes(scene))
         if boxes:
-            jobs.append((root / scene["images"]["before"], root / scene["images"]["after"], change, boxes))
+            jobs.append(
+                (root / scene["images"]["before"], root / scene["images"]["after"], change, boxes, sid)
+            )
     device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
     for start in range(0, len(jobs), batch_size):
@@ -646,8 +652,12 @@ def pointing_game(
         bef, aft = preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution)
         with torch.no_grad():
             hidden = model.encode_pair(bef.to(device), aft.to(device)).hidden
-        for res, (_, _, change, boxes), img in zip(captions_from_hidden(model, hidden), chunk, aft_imgs):
+        for res, (_, _, change, boxes, sid), img in zip(
+            captions_from_hidden(model, hidden, max_words=max_words), chunk, aft_imgs
+        ):
             hits.setdefault(change, []).append(after_peak_hit(res.change_map(), boxes, img.size))
+            if captions is not None:
+                captions[sid] = res.caption
     every = [h for v in hits.values() for h in v]
     return {
         "overall": 100.0 * float(np.mean(every)) if every else float("nan"),

@@ -157,7 +157,13 @@ def _retrieval(
 
 
 def _pointing(
-    model: Any, root: Path, dataset: str, pairs: list[Any], batch_size: int
+    model: Any,
+    root: Path,
+    dataset: str,
+    pairs: list[Any],
+    batch_size: int,
+    captions: dict[str, str] | None = None,
+    max_words: int | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
     """Pointing game from :mod:`clip4idc.attention` on the change pairs; ``(None, why)`` when it can't run."""
     if dataset != "clevr":
@@ -172,7 +178,7 @@ def _pointing(
     if not ids:
         return None, "unavailable: no change pairs"
     try:
-        result = pointing_game(model, ids, root, batch_size)
+        result = pointing_game(model, ids, root, batch_size, captions, max_words)
     except Clip4idcError as err:
         return None, f"failed: {err}"
     if not result.get("n"):
@@ -245,7 +251,7 @@ def evaluate(
     from .change_type import classify_change, confusion, type_accuracy
     from .data import CaptionDataset, first_scenes
     from .metrics import find_spice_lib, per_sample_records, score_captions_detailed, score_clevr_change
-    from .precision import resolve_precision
+    from .precision import cast_for_inference, resolve_precision
 
     started = time.time()
     out_dir = Path(out) if out is not None else None
@@ -275,19 +281,40 @@ def evaluate(
     cfg = model.config
     max_words = int(max_words or cfg.max_words)
 
-    # 1. captions for every pair (no-change ones included)
-    cap_set = CaptionDataset(pairs, train=False, resolution=cfg.resolution, max_words=max_words)
-    captions = inference.generate_captions(
-        model, cap_set, batch_size, dev, precision, beam_size, max_words, workers=workers, progress=progress
+    # 1. pointing game on the change pairs; with greedy decoding its captions are the evaluated ones too,
+    #    so those pairs are decoded once
+    runner = cast_for_inference(model, precision)
+    played: dict[str, str] = {}
+    if pointing:
+        point, point_status = _pointing(
+            runner, root, dataset, pairs, batch_size, played if beam_size == 1 else None, max_words
+        )
+    else:
+        point, point_status = None, "skipped (pointing=False)"
+
+    # 2. captions for every other pair (no-change ones included)
+    if played:
+        from .attention import scene_id_of
+
+        keys = {p.pair_id: scene_id_of(p.pair_id) for p in pairs if p.change_type != "no_change"}
+        reused = {pid: played[key] for pid, key in keys.items() if key in played}
+    else:
+        reused = {}
+    rest = [p for p in pairs if p.pair_id not in reused]
+    cap_set = CaptionDataset(rest, train=False, resolution=cfg.resolution, max_words=max_words)
+    decoded = inference.generate_captions(
+        runner, cap_set, batch_size, dev, precision, beam_size, max_words, workers=workers, progress=progress
     )
+    fresh = {p.pair_id: c for p, c in zip(cap_set.pairs, decoded)}
+    cap_set = CaptionDataset(pairs, train=False, resolution=cfg.resolution, max_words=max_words)
     ids = [p.pair_id for p in cap_set.pairs]
-    predictions = dict(zip(ids, captions))
+    predictions = {pid: reused[pid] if pid in reused else fresh[pid] for pid in ids}
     references = {p.pair_id: list(p.captions) for p in cap_set.pairs}
     true_types = {p.pair_id: p.change_type for p in cap_set.pairs}
     is_clevr = dataset == "clevr"
     types_known = is_clevr and all(true_types.values())
 
-    # 2. caption metrics: total + per-pair scores, then the CLEVR-Change subsets
+    # 3. caption metrics: total + per-pair scores, then the CLEVR-Change subsets
     total, per_sample = score_captions_detailed(predictions, references, spice=spice)
     if is_clevr:
         subset_types = {pid: (t or "unknown") for pid, t in true_types.items()}
@@ -295,7 +322,7 @@ def evaluate(
     else:
         captioning = {"total": {**total, "num_pairs": len(ids)}}
 
-    # 3. change type named by each caption
+    # 4. change type named by each caption
     predicted_types = {pid: classify_change(c) for pid, c in predictions.items()}
     if types_known:
         acc = type_accuracy(predictions, true_types)
@@ -309,16 +336,10 @@ def evaluate(
             else "unavailable: some pairs have no change type (type_mapping.json missing or incomplete)"
         )
 
-    # 4. retrieval on the change pairs
+    # 5. retrieval on the change pairs
     retrieval, r1_per_type = _retrieval(
         model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
     )
-
-    # 5. pointing game
-    if pointing:
-        point, point_status = _pointing(model, root, dataset, pairs, batch_size)
-    else:
-        point, point_status = None, "skipped (pointing=False)"
 
     # 6. mean-sentence baseline
     if baseline:

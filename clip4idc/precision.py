@@ -68,6 +68,8 @@ def cast_for_inference(model: torch.nn.Module, precision: str) -> torch.nn.Modul
     import copy
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if all(p.dtype == dtype for p in model.parameters()):
+        return model  # already cast (e.g. by a caller that shares one copy between steps)
     return copy.deepcopy(model).to(dtype).eval()
 
 

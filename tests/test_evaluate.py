@@ -287,3 +287,19 @@ def test_run_folder_means_best_and_failures_leave_out_untouched(
         evaluate(clip4idc.load(model_dir), data, out=out, spice=False, baseline=False, pointing=False)
     assert json.loads((out / "metrics.json").read_text()) == {"old": 1}
     assert not (out / "predictions.json").exists()
+
+
+def test_pointing_reuses_its_greedy_captions_unchanged(data: Path, model_dir: Path, tmp_path: Path) -> None:
+    """With the pointing game on, change pairs are decoded once (with attention) and those captions are
+    the evaluated ones: the predictions must equal a run that decodes every pair without attention."""
+    model = clip4idc.load(model_dir)
+    runs = {}
+    for pointing in (True, False):
+        out = tmp_path / str(pointing)
+        evaluate(
+            model, data, split="test", max_words=12, spice=False, baseline=False, pointing=pointing, out=out
+        )
+        runs[pointing] = json.loads((out / "predictions.json").read_text())
+    assert {k: v["caption"] for k, v in runs[True].items()} == {
+        k: v["caption"] for k, v in runs[False].items()
+    }
