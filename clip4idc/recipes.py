@@ -36,6 +36,7 @@ __all__ = [
     "QUICK_ENV",
     "WORK_ENV",
     "LessonPlan",
+    "adapt_config",
     "adapted_checkpoint",
     "ensure_trained",
     "finetuned_checkpoint",
@@ -43,6 +44,7 @@ __all__ = [
     "lesson_plan",
     "plan_dataset",
     "quick_mode",
+    "start_checkpoint",
     "synthetic_dataset",
     "train_config",
     "train_epochs",
@@ -61,7 +63,12 @@ def quick_mode() -> bool:
 @dataclass(frozen=True)
 class LessonPlan:
     """Sizes of the tutorial data and runs. ``model`` is a named config; ``model_overrides`` change it
-    (the tiny model with 8-pixel patches: an 8×8 grid, so attention maps show where things are)."""
+    (the tiny model with 8-pixel patches: an 8×8 grid, so attention maps show where things are).
+
+    ``start`` is where stage 1 begins: ``None`` (random weights) or ``"demo"``, the bundled demo model's
+    CLIP without its decoder - offline, the stand-in for the pretrained OpenAI CLIP that real runs start
+    from. ``coef_lr`` / ``coef_lr_shared`` scale CLIP's learning rate as in :class:`~clip4idc.train.TrainConfig`.
+    """
 
     quick: bool
     pairs: int
@@ -80,6 +87,9 @@ class LessonPlan:
     threads: int | None = None
     val_frac: float = 0.1
     test_frac: float = 0.15
+    start: str | None = None
+    coef_lr: float = 1.0
+    coef_lr_shared: float | None = None
 
     @property
     def name(self) -> str:
@@ -88,33 +98,55 @@ class LessonPlan:
 
 def lesson_plan(quick: bool | None = None) -> LessonPlan:
     """The plan for ``quick`` (default: :func:`quick_mode`). Quick: ~200 pairs, runs of seconds, one torch
-    thread (tiny models gain nothing from more, and a shared CI machine loses a lot). Full: ~1,500 pairs,
-    minutes on a laptop CPU."""
+    thread (small models gain little from more, and a shared CI machine loses a lot). Full: ~1,500 pairs,
+    minutes on a laptop CPU.
+
+    With the bundled demo model installed, the lessons start from its CLIP (``start="demo"``) as real work
+    starts from OpenAI's: stage 1 adapts it gently, stage 2 trains a fresh decoder on it. Without it they
+    fall back to the tiny model trained from random weights, which runs but learns little in minutes.
+    """
+    from .checkpoint import demo_installed
+
     quick = quick_mode() if quick is None else quick
-    full = LessonPlan(
-        quick=False,
-        pairs=1500,
-        image_size=(160, 120),
-        data_seed=0,
-        model="tiny",
-        model_overrides={"patch": 8},
-        adapt_epochs=15,
-        finetune_epochs=12,
-        seeds=(0, 1, 2),
-        ablation_epochs=8,
-    )
+    if demo_installed():
+        full = LessonPlan(
+            quick=False,
+            pairs=1500,
+            image_size=(160, 120),
+            data_seed=0,
+            model="demo",
+            start="demo",
+            batch_size=32,
+            adapt_epochs=3,
+            adapt_lr=5e-5,
+            finetune_epochs=6,
+            finetune_lr=1e-3,
+            coef_lr=0.1,
+            coef_lr_shared=0.05,
+            max_words=20,
+            seeds=(0, 1, 2),
+            ablation_epochs=3,
+        )
+        small = dict(
+            pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1), ablation_epochs=2
+        )
+    else:
+        full = LessonPlan(
+            quick=False,
+            pairs=1500,
+            image_size=(160, 120),
+            data_seed=0,
+            model="tiny",
+            model_overrides={"patch": 8},
+            adapt_epochs=15,
+            finetune_epochs=12,
+            seeds=(0, 1, 2),
+            ablation_epochs=8,
+        )
+        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1), ablation_epochs=3)
     if not quick:
         return full
-    return dataclasses.replace(
-        full,
-        quick=True,
-        pairs=200,
-        adapt_epochs=8,
-        finetune_epochs=6,
-        seeds=(0, 1),
-        ablation_epochs=3,
-        threads=1,
-    )
+    return dataclasses.replace(full, quick=True, threads=1, **small)
 
 
 def work_dir(default: str | Path = "_work", plan: LessonPlan | None = None) -> Path:
@@ -199,7 +231,8 @@ def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path
         batch_size=plan.batch_size,
         batch_size_val=64,
         lr=plan.adapt_lr if stage == "adapt" else plan.finetune_lr,
-        coef_lr=1.0,
+        coef_lr=plan.coef_lr,
+        coef_lr_shared=plan.coef_lr_shared,
         warmup_proportion=0.1,
         max_words=plan.max_words,
         seed=0,
@@ -270,10 +303,37 @@ def ensure_trained(cfg, quiet: bool = True) -> Path:
     return _model_dir(cfg)
 
 
+def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
+    """Where stage 1 starts: ``None`` for random weights, else a checkpoint folder. For ``start="demo"``
+    it is the bundled demo model's CLIP saved without its decoder (``work/start_demo``), so that stage 2
+    really trains a decoder of its own."""
+    if plan.start is None:
+        return None
+    if plan.start != "demo":
+        return Path(plan.start)
+    out = work / "start_demo"
+    if not (out / "model.safetensors").exists():
+        from .checkpoint import load
+        from .model import CLIP4IDC
+
+        demo = load("demo")
+        clip_only = CLIP4IDC(dataclasses.replace(demo.config, decoder_layers=0))
+        clip_only.clip.load_state_dict(demo.clip.state_dict())
+        clip_only.save_pretrained(out)
+    return out
+
+
+def adapt_config(plan: LessonPlan, work: Path, **overrides: Any):
+    """Notebook 2's stage-1 :class:`~clip4idc.train.TrainConfig`: the plan's data, ``work/adapt``, starting
+    from :func:`start_checkpoint`."""
+    start = start_checkpoint(plan, work)
+    overrides.setdefault("init", str(start) if start else None)
+    return train_config(plan, "adapt", plan_dataset(plan, work), work / "adapt", **overrides)
+
+
 def adapted_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
-    """Notebook 2's adaptation run (``work/adapt``): reused if finished, else trained now."""
-    cfg = train_config(plan, "adapt", plan_dataset(plan, work), work / "adapt", **overrides)
-    return ensure_trained(cfg)
+    """Notebook 2's adaptation run (:func:`adapt_config`): reused if finished, else trained now."""
+    return ensure_trained(adapt_config(plan, work, **overrides))
 
 
 def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:

@@ -564,12 +564,18 @@ NB02 = [
         validates retrieval R@1 after every epoch and keeps the best epoch's model in `best/`.
         `recipes.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly),
         so we can redraw the curves as they come in.
+
+        **Where it starts.** Real CLIP4IDC runs start from OpenAI's pretrained CLIP (`init=ViT-B-32.pt`).
+        Nothing can be downloaded here, so when the bundled demo model is installed its CLIP - trained from
+        scratch on 15,000 synthetic scenes, decoder removed - plays that part (`recipes.start_checkpoint`),
+        and stage 1 adapts it gently to this notebook's scenes. Without the demo model the lesson starts
+        from random weights (the tiny model), which runs but learns little in minutes.
         """
     ),
     code(
         """
-        adapt_cfg = recipes.train_config(plan, "adapt", data, work / "adapt")
-        print({k: getattr(adapt_cfg, k) for k in ("epochs", "batch_size", "lr", "warmup_proportion", "weight_decay")})
+        adapt_cfg = recipes.adapt_config(plan, work)
+        print({k: getattr(adapt_cfg, k) for k in ("init", "epochs", "batch_size", "lr", "warmup_proportion", "weight_decay")})
 
         fig = Figure(figsize=(10, 3.4))
         ax_loss, ax_r = fig.subplots(1, 2)
@@ -601,7 +607,7 @@ NB02 = [
         Every reference caption of every test change pair is a query; **text → pair R@K** is the share of
         queries whose own pair is among the K most similar pairs (pair → text the other way round). With `P`
         pairs, guessing gives R@K ≈ K/P, so we compare the adapted model with the untrained one from
-        section 1 and with that chance level.
+        section 1, with its starting point (when there is one) and with that chance level.
         """
     ),
     code(
@@ -614,7 +620,9 @@ NB02 = [
         test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution, max_words=plan.max_words)
         captions = [p.captions for p in test_set.pairs]
         rows = []
-        for name, m in (("untrained", model), ("adapted", adapted)):
+        start = recipes.start_checkpoint(plan, work)
+        compared = [("untrained", model)] + ([("start (before stage 1)", clip4idc.load(start))] if start else [])
+        for name, m in compared + [("adapted", adapted)]:
             sim, text_to_pair = inference.retrieval_similarity(m, test_set, captions, plan.max_words)
             r = retrieval_metrics(sim, text_to_pair)
             rows.append({"model": name, **{f"t2p {k}": v for k, v in r["text_to_pair"].items()},
@@ -704,10 +712,9 @@ NB02 = [
           with before/after and joint position embeddings.
         * Adaptation is CLIP's contrastive loss between *pairs* and change captions; R@K against chance tells
           whether the features separate the changes.
-        * With `CLIP4IDC_QUICK=1` the model is tiny and trains for seconds on ~150 scenes, so expect numbers
-          near chance; run without it (or look at the bundled demo model) for a model that has had time to
-          learn. Try `model_overrides={"patch": 8, "intra_layers": 0}` in `recipes.train_config` to see what
-          joining the images from the first block changes.
+        * Stage 1 needs a good start: from the demo model's CLIP a few epochs keep or sharpen retrieval on
+          new scenes; from random weights (the fallback plan) minutes of CPU stay near chance. With
+          `CLIP4IDC_QUICK=1` everything runs for seconds on ~150 scenes, so read the numbers as a smoke test.
 
         **Next:** notebook 3 puts a caption decoder on top of this adapted encoder.
         """

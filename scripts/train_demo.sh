@@ -8,7 +8,8 @@ source .venv/bin/activate
   --workers 2 --val-frac 0.03 --test-frac 0.02
 [ -f data/demo_test/splits.json ] || clip4idc data synth data/demo_test --pairs 1100 --size 160x120 --seed 12345 \
   --workers 2 --val-frac 0 --test-frac 0.92
-clip4idc train --config configs/demo_adapt.json "$@"
-clip4idc train --config configs/demo_finetune.json "$@"
-python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
+clip4idc train --config configs/demo_adapt.json "$@"        # stage 1a: 12 epochs from random weights
+clip4idc train --config configs/demo_adapt_more.json "$@"   # stage 1b: 24 more epochs (fresh warm-up)
+clip4idc train --config configs/demo_finetune.json "$@"     # stage 2
+python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune2/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
 clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval
