@@ -146,6 +146,13 @@ class PairVisionTransformer(nn.Module):
         Intra-block attentions have shape (2B, H, N, N) with rows ordered before0, after0, before1, …;
         joint-block attentions (B, H, 2N, 2N).
         """
+        x, attentions = self.joint_tokens(before, after, need_weights)
+        return self.ln_post(x) @ self.proj.to(x.dtype), attentions
+
+    def joint_tokens(
+        self, before: torch.Tensor, after: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The last block's (B, 2N, W) tokens, before ``ln_post`` and the projection."""
         b = before.shape[0]
         x = self.embed_patches(torch.stack([before, after], dim=1).flatten(0, 1))
         attentions: list[torch.Tensor] = []
@@ -163,7 +170,24 @@ class PairVisionTransformer(nn.Module):
             x, probs = block(x, None, need_weights)
             if probs is not None:
                 attentions.append(probs)
-        return self.ln_post(x) @ self.proj.to(x.dtype), attentions
+        return x, attentions
+
+    @torch.no_grad()
+    def center_tokens_(self, before: torch.Tensor, after: torch.Tensor) -> float:
+        """Fold the mean ``ln_post`` output of these pairs' tokens into ``ln_post.bias`` so the tokens come
+        out centred; returns the share of the tokens' mean square that the mean token was (1 = all alike).
+
+        Why: a pair encoder trained from scratch by stage 1 alone can leave every token in a narrow cone,
+        one common vector plus a tiny pair-specific part (enough for cosine retrieval, which normalises).
+        The caption decoder then cross-attends to a nearly constant memory and learns only the language
+        prior. Subtracting the common vector is an exact affine re-parameterisation of ``ln_post``.
+        """
+        x, _ = self.joint_tokens(before, after)
+        outs = self.ln_post(x).float().flatten(0, 1)
+        mean = outs.mean(dim=0)
+        share = float(mean.pow(2).sum() / outs.pow(2).sum(dim=1).mean())
+        self.ln_post.bias.sub_(mean.to(self.ln_post.bias.dtype))
+        return share
 
 
 class CLIP(nn.Module):

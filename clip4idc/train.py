@@ -82,6 +82,9 @@ class TrainConfig:
     val_beam_size: int = 1
     select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
     freeze_vision: bool = False  # finetune only the decoder (+ shared word embeddings): a cheap CPU recipe
+    center_visual: int = (
+        0  # finetune: centre the pair encoder's output tokens on this many training pairs first
+    )
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -304,6 +307,23 @@ def make_datasets(cfg: TrainConfig, resolution: int):
     return kind(train_pairs, train=True, **common), kind(val_pairs, train=False, **common)
 
 
+def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.device, verbose: bool) -> None:
+    """Before stage 2 from a CLIP trained from scratch: centre the pair encoder's output tokens on the first
+    ``pairs`` training pairs (see :meth:`clip4idc.clip.PairVisionTransformer.center_tokens_`). Every rank
+    uses the same pairs, so the models stay identical."""
+    n = min(pairs, len(train_set))
+    items = [train_set[i] for i in range(n)]
+    before = torch.stack([it["before"] for it in items]).to(device)
+    after = torch.stack([it["after"] for it in items]).to(device)
+    share = model.clip.visual.center_tokens_(before, after)
+    if verbose:
+        print(
+            f"centred the visual tokens on {n} training pairs (the mean token was {100 * share:.1f}% of "
+            "their mean square)",
+            file=sys.stderr,
+        )
+
+
 # ----------------------------------------------------------------------------------------------------
 # validation
 
@@ -431,6 +451,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     model = build_model(cfg).to(device)
     train_set, val_set = make_datasets(cfg, model.config.resolution)
+    if cfg.center_visual and cfg.stage == "finetune" and not resume:
+        center_visual_tokens(model, train_set, cfg.center_visual, device, d.main)
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed)
     loader = DataLoader(
         train_set,

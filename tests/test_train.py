@@ -173,3 +173,23 @@ def test_shared_embeddings_get_their_own_learning_rate():
     assert lr_of(split, model.clip.visual.conv1.weight) == lr * 0.5
     assert lr_of(split, next(model.decoder.encoder.parameters())) == lr
     assert sum(len(g["params"]) for g in split) == sum(len(g["params"]) for g in plain)
+
+
+def test_center_tokens_shifts_every_token_by_the_mean():
+    torch.manual_seed(0)
+    model = clip4idc.build_model("tiny").eval()
+    visual = model.clip.visual
+    r = model.config.resolution
+    before, after = torch.randn(6, 3, r, r), torch.randn(6, 3, r, r)
+    with torch.no_grad():
+        visual.ln_post.bias.add_(3.0)  # a large common component, as stage 1 from scratch leaves
+        old, _ = visual(before, after)
+        share = visual.center_tokens_(before, after)
+        new, _ = visual(before, after)
+        tokens, _ = visual.joint_tokens(before, after)
+        centred = visual.ln_post(tokens).flatten(0, 1)
+    assert 0.5 < share < 1.0
+    assert centred.mean(0).abs().max() < 1e-5  # the mean token is gone...
+    shift = old - new
+    assert torch.allclose(shift, shift[:1, :1].expand_as(shift), atol=1e-5)  # ...by one constant shift
+    assert shift.abs().max() > 0.1
