@@ -90,6 +90,8 @@ class LessonPlan:
     start: str | None = None
     coef_lr: float = 1.0
     coef_lr_shared: float | None = None
+    freeze_vision: bool = False  # stage 2 (see configs/demo_finetune.json for why the demo recipe does)
+    center_visual: int = 0
 
     @property
     def name(self) -> str:
@@ -123,6 +125,8 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             finetune_lr=1e-3,
             coef_lr=0.1,
             coef_lr_shared=0.05,
+            freeze_vision=True,
+            center_visual=256,
             max_words=20,
             seeds=(0, 1, 2),
             ablation_epochs=3,
@@ -241,6 +245,8 @@ def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path
         cache_dir=str(data / ".cache"),
         progress=False,
     )
+    if stage == "finetune":
+        base.update(freeze_vision=plan.freeze_vision, center_visual=plan.center_visual)
     base.update(overrides)
     return TrainConfig(**base)
 

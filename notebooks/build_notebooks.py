@@ -845,6 +845,12 @@ NB03 = [
         no-change caption. After every epoch the run validates CIDEr on the val split (greedy captions) and
         keeps the best epoch in `best/`.
 
+        Two settings come from training the demo model (its model card tells the story): `center_visual`
+        first subtracts the mean output token of the pair encoder (a CLIP trained from scratch leaves all
+        its tokens pointing one way, and a decoder cannot read a memory that barely varies), and
+        `freeze_vision` keeps the encoder fixed - trained along, it pushed its tokens back into one direction
+        while the decoder was still learning the commonest sentence.
+
         Below we caption the same test pairs - one per change type - with the model after each epoch, so you
         can watch the sentences take shape.
         """
@@ -852,7 +858,7 @@ NB03 = [
     code(
         """
         ft_cfg = recipes.train_config(plan, "finetune", data, work / "finetune", init=str(adapted))
-        print({k: getattr(ft_cfg, k) for k in ("epochs", "batch_size", "lr", "freeze_vision", "select_metric")})
+        print({k: getattr(ft_cfg, k) for k in ("epochs", "batch_size", "lr", "freeze_vision", "center_visual", "select_metric")})
         samples = [ps[0] for ps in examples_per_type(test_pairs, per_type=1).values()]
 
         fig = Figure(figsize=(10, 3.4))
