@@ -110,12 +110,10 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     from .checkpoint import demo_installed
 
     quick = quick_mode() if quick is None else quick
+    scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1, 2))
     if demo_installed():
         full = LessonPlan(
-            quick=False,
-            pairs=1500,
-            image_size=(160, 120),
-            data_seed=0,
+            **scenes,
             model="demo",
             start="demo",
             batch_size=32,
@@ -127,8 +125,6 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             coef_lr_shared=0.05,
             freeze_vision=True,
             center_visual=256,
-            max_words=20,
-            seeds=(0, 1, 2),
             ablation_epochs=3,
         )
         small = dict(
@@ -136,15 +132,11 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
         )
     else:
         full = LessonPlan(
-            quick=False,
-            pairs=1500,
-            image_size=(160, 120),
-            data_seed=0,
+            **scenes,
             model="tiny",
             model_overrides={"patch": 8},
             adapt_epochs=15,
             finetune_epochs=12,
-            seeds=(0, 1, 2),
             ablation_epochs=8,
         )
         small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1), ablation_epochs=3)

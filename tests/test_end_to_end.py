@@ -93,7 +93,6 @@ def test_evaluation_report_is_complete(pipeline):
 def test_acceptance_retrieval_and_captions_beat_baselines(pipeline):
     n = pipeline["num_change_pairs"]
     assert n >= 20
-    print({k: pipeline[k] for k in ("R@1", "CIDEr", "type_accuracy_change")}, pipeline["baseline"]["CIDEr"])
     assert pipeline["R@1"] > 3 * 100.0 / n, pipeline["R@1"]
     assert pipeline["CIDEr"] > pipeline["baseline"]["CIDEr"] + 0.1, (pipeline["CIDEr"], pipeline["baseline"])
     # the mean sentence names no change type on a change pair (0 %); the model must name some
