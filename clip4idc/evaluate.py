@@ -293,24 +293,27 @@ def evaluate(
         point, point_status = None, "skipped (pointing=False)"
 
     # 2. captions for every other pair (no-change ones included)
-    if played:
-        from .attention import scene_id_of
+    from .attention import scene_id_of
 
-        keys = {p.pair_id: scene_id_of(p.pair_id) for p in pairs if p.change_type != "no_change"}
-        reused = {pid: played[key] for pid, key in keys.items() if key in played}
-    else:
-        reused = {}
-    rest = [p for p in pairs if p.pair_id not in reused]
-    cap_set = CaptionDataset(rest, train=False, resolution=cfg.resolution, max_words=max_words)
-    decoded = inference.generate_captions(
-        runner, cap_set, batch_size, dev, precision, beam_size, max_words, workers=workers, progress=progress
+    reused = {
+        p.pair_id: played[sid]
+        for p in pairs
+        if played and p.change_type != "no_change" and (sid := scene_id_of(p.pair_id)) in played
+    }
+    rest = CaptionDataset(
+        [p for p in pairs if p.pair_id not in reused],
+        train=False,
+        resolution=cfg.resolution,
+        max_words=max_words,
     )
-    fresh = {p.pair_id: c for p, c in zip(cap_set.pairs, decoded)}
-    cap_set = CaptionDataset(pairs, train=False, resolution=cfg.resolution, max_words=max_words)
-    ids = [p.pair_id for p in cap_set.pairs]
-    predictions = {pid: reused[pid] if pid in reused else fresh[pid] for pid in ids}
-    references = {p.pair_id: list(p.captions) for p in cap_set.pairs}
-    true_types = {p.pair_id: p.change_type for p in cap_set.pairs}
+    decoded = inference.generate_captions(
+        runner, rest, batch_size, dev, precision, beam_size, max_words, workers=workers, progress=progress
+    )
+    predictions = {**reused, **{p.pair_id: c for p, c in zip(rest.pairs, decoded)}}
+    ids = [p.pair_id for p in pairs]
+    predictions = {pid: predictions[pid] for pid in ids}  # in the split's order
+    references = {p.pair_id: list(p.captions) for p in pairs}
+    true_types = {p.pair_id: p.change_type for p in pairs}
     is_clevr = dataset == "clevr"
     types_known = is_clevr and all(true_types.values())
 

@@ -451,8 +451,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     model = build_model(cfg).to(device)
     train_set, val_set = make_datasets(cfg, model.config.resolution)
-    if cfg.center_visual and cfg.stage == "finetune" and not resume:
-        center_visual_tokens(model, train_set, cfg.center_visual, device, d.main)
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed)
     loader = DataLoader(
         train_set,
@@ -464,6 +462,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     steps_per_epoch = len(sampler) // cfg.grad_accum
     if steps_per_epoch == 0:
         raise Clip4idcError(f"{cfg.data}: {len(train_set)} training pairs < batch_size {cfg.batch_size}")
+    if cfg.center_visual and cfg.stage == "finetune" and not resume:
+        center_visual_tokens(model, train_set, cfg.center_visual, device, d.main)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer, scheduler = build_optimizer(
         model,

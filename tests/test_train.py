@@ -193,3 +193,21 @@ def test_center_tokens_shifts_every_token_by_the_mean():
     shift = old - new
     assert torch.allclose(shift, shift[:1, :1].expand_as(shift), atol=1e-5)  # ...by one constant shift
     assert shift.abs().max() > 0.1
+
+
+def test_finetune_with_centred_frozen_vision(synth, tmp_path):
+    """The demo recipe's stage 2: centring changes only ln_post's bias, freezing keeps the rest of the
+    vision tower as initialised, and the decoder trains."""
+    torch.manual_seed(0)
+    init = tmp_path / "init"
+    clip4idc.build_model("tiny", max_words=20).save_pretrained(init)
+    train(
+        run_cfg(
+            synth, tmp_path / "ft", "finetune", init=str(init), center_visual=16, freeze_vision=True, epochs=1
+        )
+    )
+    before, after = read_weights(init), read_weights(tmp_path / "ft" / "last")
+    visual = [k for k in before if k.startswith("clip.visual.")]
+    changed = [k for k in visual if not torch.equal(before[k], after[k])]
+    assert changed == ["clip.visual.ln_post.bias"]
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
