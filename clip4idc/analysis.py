@@ -11,6 +11,8 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
 * :func:`per_type_rows`, :func:`format_rows` - the per-change-type table of a metrics dict, as rows / text.
 * :func:`seed_spread` - mean ± sample std of chosen metrics over runs (``clip4idc report``'s summary).
 * :func:`pointing_chance` - the pointing-game score of a peak dropped uniformly at random on the grid.
+* :func:`attribute_accuracy` - on a synthetic set, how often the caption names the changed object's size,
+  colour, material and shape right (and which shape words it uses): what the encoder does and does not see.
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """
@@ -27,6 +29,7 @@ from .errors import Clip4idcError
 
 __all__ = [
     "TYPE_ORDER",
+    "attribute_accuracy",
     "confusion_matrix",
     "examples_per_type",
     "format_rows",
@@ -284,3 +287,44 @@ def pointing_chance(
             hits += pointing_hit(heat, pair_boxes, image_size)
         rates.append(hits / (grid * grid))
     return 100.0 * float(np.mean(rates))
+
+
+def attribute_accuracy(
+    predictions: Mapping[str, Mapping[str, Any] | str], scenes: Mapping[str, Mapping[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """Per attribute (``size``, ``color``, ``material``, ``shape``): over the change pairs whose caption
+    names one, how many do (``named``), the % whose named value is the changed object's (``correct``,
+    before or after the change), and which values were named (``said``).
+
+    ``predictions``: ``predictions.json`` of ``clip4idc eval`` (pair id → record with ``caption``), or
+    pair id → caption;
+    ``scenes``: the ``scenes`` of a synthetic set's ``scenes.json`` (pair id → scene; no-change pairs,
+    ``<id>_n``, are skipped). Why: a caption can name the right change type about the wrong object, and
+    CIDEr hides which attribute is missing; a value the model never varies is one its encoder does not see.
+    """
+    from .data.synthetic.captions import COLOR_WORDS, MATERIAL_WORDS, SHAPE_WORDS, SIZE_WORDS
+
+    vocab: dict[str, dict[str, str]] = {"color": {c: c for c in COLOR_WORDS}}
+    for attr, groups in (("size", SIZE_WORDS), ("material", MATERIAL_WORDS), ("shape", SHAPE_WORDS)):
+        vocab[attr] = {word: value for value, words in groups.items() for word in words}
+    out: dict[str, dict[str, Any]] = {a: {"named": 0, "right": 0, "said": {}} for a in vocab}
+    for pair_id, record in predictions.items():
+        scene = scenes.get(str(pair_id))
+        if scene is None or str(pair_id).endswith("_n"):
+            continue
+        change = scene["change"]
+        target = scene["objects"][change["object"]]
+        caption = record if isinstance(record, str) else record.get("caption", "")
+        words = str(caption).lower().split()
+        for attr, table in vocab.items():
+            named = next((table[w] for w in words if w in table), None)
+            if named is None:
+                continue
+            stats = out[attr]
+            stats["named"] += 1
+            stats["right"] += named in (target[attr], change.get("after", {}).get(attr))
+            stats["said"][named] = stats["said"].get(named, 0) + 1
+    for stats in out.values():
+        right = stats.pop("right")
+        stats["correct"] = 100.0 * right / stats["named"] if stats["named"] else None
+    return out

@@ -75,55 +75,81 @@ def decode_step(
 
 
 class ScreenedArgmax:
-    """Exact argmax of ``states @ W.T + bias`` over the 49,408-word vocabulary at half the memory traffic.
+    """Exact argmax of ``states @ W.T + bias`` over the 49,408-word vocabulary, reading less memory.
 
-    For one caption at a time the fp32 projection is a matrix-vector product bound by reading ``W``
-    (100 MB at ViT-B/32 size), which is most of a decoding step. Here a bf16 copy of ``W`` gives
-    approximate logits; a rigorous bound on their error (bf16 rounding of both operands, fp32
-    accumulation, bf16 output rounding; via Cauchy–Schwarz with the largest row norm, doubled for
-    safety) leaves every word that could still be the maximum, and only those are recomputed in fp32.
-    The result is the argmax of fp32 logits, first index on ties.
+    For a few captions at a time the projection is a matrix-vector product bound by reading ``W``
+    (100 MB at ViT-B/32 size in fp32, 50 MB in bf16), which is most of a decoding step. Here a cheaper
+    copy of ``W`` gives approximate logits - int8 with one scale per word (25 MB) for up to
+    ``INT8_ROWS`` states, where its matrix-vector kernel is fastest, else bf16 - and a rigorous bound on
+    their error (rounding of the weights and of the states, fp32 accumulation, bf16 output rounding;
+    doubled for safety) leaves every word that could still be the maximum. Only those are recomputed
+    exactly in fp32 from ``W`` itself. The result is the argmax of the fp32 logits of ``W`` (for an fp32
+    decoder: the reference path's tokens; for a bf16 one, its weights without the rounding of the logits
+    to bf16), first index on ties.
     """
 
     U = 2.0**-8  # unit roundoff of bf16
+    INT8_ROWS = 4
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         self.weight, self.bias = weight, bias
+        w = weight.detach().float()
         self.weight_bf16 = weight.detach().to(torch.bfloat16)
-        self.max_norm = weight.detach().float().norm(dim=1).max()
+        # scale rounded to bf16 first and chosen so |w / scale| <= 127 even after that rounding
+        self.scale = (w.abs().amax(dim=1) / 126.0).clamp_min(1e-30).to(torch.bfloat16)
+        self.q = (w / self.scale.float()[:, None]).round_().clamp_(-127, 127).to(torch.int8)
+        self.half_step = self.scale.float() / 2  # the worst int8 rounding of one weight, per word
+        self.max_norm = w.norm(dim=1).max() + (w.shape[1] ** 0.5) * self.half_step.max()
+        self.bias_f = bias.detach().float()
+        self.int8 = hasattr(torch, "_weight_int8pack_mm")
         self.version = weight._version
 
     def is_current(self, weight: torch.Tensor) -> bool:
         return weight is self.weight and weight._version == self.version
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        u, width = self.U, states.shape[-1]
-        approx = (states.to(torch.bfloat16) @ self.weight_bf16.t()).float().add_(self.bias)
-        top = approx.max(dim=1, keepdim=True).values
-        magnitude = approx.abs().amax(dim=1, keepdim=True) + self.bias.abs().max()
-        rel = 2 * u + u * u + 1.01 * width * 2.0**-24
-        # one bound per row (largest row norm): |approx_j - exact_j| <= bound for every word j
-        bound = 2.0 * (rel * states.norm(dim=1, keepdim=True) * self.max_norm + 1.01 * u * magnitude)
-        rows, cols = (approx >= top - 2 * bound).nonzero(as_tuple=True)
-        exact = (self.weight[cols] * states[rows]).sum(dim=-1) + self.bias[cols]
-        m = states.shape[0]
+        u, (m, width) = self.U, states.shape
+        x, xb = states.float(), states.to(torch.bfloat16)
+        norm = x.norm(dim=1, keepdim=True)
+        # |approx_j - exact_j| <= bound_j. Both screens: the states' bf16 rounding, fp32 accumulation,
+        # bf16 rounding of the output (relative to the largest logit magnitude); the weights' rounding:
+        # bf16 (relative, per element) or int8 (half a step of word j's scale per unit of |states|_1).
+        if self.int8 and m <= self.INT8_ROWS:
+            approx = torch._weight_int8pack_mm(xb, self.q, self.scale).float().add_(self.bias_f)
+            weights = xb.float().abs().sum(dim=1, keepdim=True) * self.half_step
+            rel = u + 1.01 * width * 2.0**-24
+        else:
+            approx = (xb @ self.weight_bf16.t()).float().add_(self.bias_f)
+            weights = 0.0
+            rel = 2 * u + u * u + 1.01 * width * 2.0**-24
+        magnitude = approx.abs().amax(dim=1, keepdim=True) + self.bias_f.abs().max()
+        bound = 2.0 * (rel * norm * self.max_norm + 1.01 * u * magnitude + weights)
+        top = (approx - bound).max(dim=1, keepdim=True).values
+        rows, cols = (approx + bound >= top).nonzero(as_tuple=True)
+        exact = (self.weight[cols].float() * x[rows]).sum(dim=-1) + self.bias_f[cols]
         best = torch.full((m,), float("-inf"), dtype=exact.dtype).scatter_reduce(0, rows, exact, "amax")
         winner = exact == best[rows]
         first = torch.full((m,), self.weight.shape[0], dtype=torch.long)
         return first.scatter_reduce(0, rows[winner], cols[winner], "amin")
 
 
-def greedy_head(decoder: CaptionDecoder) -> ScreenedArgmax | None:
-    """The screened argmax for an fp32 decoder on a CPU with native bf16 (cached on the decoder)."""
+def greedy_head(decoder: CaptionDecoder, rows: int) -> ScreenedArgmax | None:
+    """The screened argmax (cached on the decoder) where it reads less than the plain projection: an
+    fp32 decoder on a CPU with native bf16, or a bf16 one for up to ``INT8_ROWS`` captions at a time."""
     from .precision import cpu_has_native_bf16
 
     weight = decoder.classifier.cls.predictions.decoder.weight
-    if weight.dtype != torch.float32 or weight.device.type != "cpu" or not cpu_has_native_bf16():
+    if weight.device.type != "cpu" or not cpu_has_native_bf16():
+        return None
+    bf16_ok = weight.dtype == torch.bfloat16 and rows <= ScreenedArgmax.INT8_ROWS
+    if weight.dtype != torch.float32 and not bf16_ok:
         return None
     head = getattr(decoder, "_screened_argmax", None)
     if head is None or not head.is_current(weight):
         head = ScreenedArgmax(weight, decoder.classifier.cls.predictions.bias)
         decoder._screened_argmax = head
+    if weight.dtype == torch.bfloat16 and not head.int8:
+        return None
     return head
 
 
@@ -149,7 +175,7 @@ def greedy_decode(
     cross_maps: list[torch.Tensor] = []
     token = torch.full((b, 1), SOT_ID, dtype=torch.long, device=visual.device)
     done = torch.zeros(b, dtype=torch.bool, device=visual.device)
-    head = greedy_head(decoder) if screened else None
+    head = greedy_head(decoder, b) if screened else None
     for t in range(max_words):
         out_t, crosses = decode_step(decoder, token, t, caches, return_cross_attention, project=head is None)
         # argmax over float: exact for bf16/fp16 logits, and ~4x faster than the half-precision kernel

@@ -15,6 +15,8 @@ Conventions:
 * Percentages (type accuracy, R@K, pointing game) are 0-100.
 * Retrieval uses the change pairs only (no-change captions are all alike), every reference caption of
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
+* On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
+  object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
 * Whatever cannot be measured is ``null`` with a ``*_status`` string saying why - never a made-up number.
 * Output files are written only after everything is computed, each atomically: an interrupted or failed
   run leaves an existing ``OUT`` untouched. ``metrics.json`` is written last.
@@ -23,6 +25,7 @@ Conventions:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -184,6 +187,20 @@ def _pointing(
     if not result.get("n"):
         return None, "unavailable: no change pair has a box to point at"
     return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
+
+
+def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
+    """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
+    from .analysis import attribute_accuracy
+
+    path = root / "scenes.json"
+    if dataset != "clevr" or not path.is_file():
+        return None, "unavailable: no scenes.json (only synthetic CLEVR-Change datasets name the objects)"
+    try:
+        scenes = json.loads(path.read_text(encoding="utf-8"))["scenes"]
+        return attribute_accuracy(predictions, scenes), "ok (first size/colour/material/shape word named)"
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        return None, f"failed: {path}: {type(err).__name__}: {err}"
 
 
 def _baseline(
@@ -377,6 +394,9 @@ def evaluate(
     metrics["type_accuracy_detail"] = acc
     metrics["confusion"] = conf
     metrics["pointing_game_detail"] = point
+    metrics["attribute_accuracy"], metrics["attribute_accuracy_status"] = _attributes(
+        root, dataset, predictions
+    )
 
     if is_clevr:
         per_type: dict[str, dict[str, Any]] = {}

@@ -14,7 +14,7 @@ re-implements a model, a loss or a metric.
   for the plan; training one epoch at a time (for live plots; resume is bit-exact); or reuse a finished run.
 * :func:`adapted_checkpoint`, :func:`finetuned_checkpoint`, :func:`lesson_model` - the checkpoints the
   notebooks build on each other: notebook 2's adaptation, notebook 3's finetuning, and "the demo model when
-  installed, else the tiny one".
+  installed, else the tiny one"; :func:`ablation_config` - notebook 4's runs with and without adaptation.
 """
 
 from __future__ import annotations
@@ -36,9 +36,11 @@ __all__ = [
     "QUICK_ENV",
     "WORK_ENV",
     "LessonPlan",
+    "ablation_config",
     "adapt_config",
     "adapted_checkpoint",
     "ensure_trained",
+    "finetune_config",
     "finetuned_checkpoint",
     "lesson_model",
     "lesson_plan",
@@ -125,10 +127,10 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             coef_lr_shared=0.05,
             freeze_vision=True,
             center_visual=256,
-            ablation_epochs=3,
+            ablation_epochs=8,  # = finetune_epochs: a fresh decoder needs ~8 to leave the language prior
         )
         small = dict(
-            pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1), ablation_epochs=2
+            pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1), ablation_epochs=3
         )
     else:
         full = LessonPlan(
@@ -137,9 +139,9 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             model_overrides={"patch": 8},
             adapt_epochs=15,
             finetune_epochs=12,
-            ablation_epochs=8,
+            ablation_epochs=12,
         )
-        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1), ablation_epochs=3)
+        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1), ablation_epochs=6)
     if not quick:
         return full
     return dataclasses.replace(full, quick=True, threads=1, **small)
@@ -303,13 +305,20 @@ def ensure_trained(cfg, quiet: bool = True) -> Path:
 
 def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
     """Where stage 1 starts: ``None`` for random weights, else a checkpoint folder. For ``start="demo"``
-    it is the bundled demo model's CLIP saved without its decoder (``work/start_demo``), so that stage 2
-    really trains a decoder of its own."""
+    it is the bundled demo model's CLIP saved without its decoder (``work/start_demo_<hash>``), so that
+    stage 2 really trains a decoder of its own."""
     if plan.start is None:
         return None
     if plan.start != "demo":
         return Path(plan.start)
-    out = work / "start_demo"
+    import hashlib
+
+    from .checkpoint import WEIGHTS_DIR, WEIGHTS_NAME
+
+    # named by the demo weights' hash: new bundled weights make a new start, and the runs built on the
+    # old one no longer match their configs (``init``), so they are retrained rather than reused
+    digest = hashlib.sha256((WEIGHTS_DIR / "demo" / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
+    out = work / f"start_demo_{digest}"
     if not (out / "model.safetensors").exists():
         from .checkpoint import load
         from .model import CLIP4IDC
@@ -334,14 +343,35 @@ def adapted_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
     return ensure_trained(adapt_config(plan, work, **overrides))
 
 
+def finetune_config(plan: LessonPlan, work: Path, **overrides: Any):
+    """Notebook 3's stage-2 :class:`~clip4idc.train.TrainConfig`: ``work/finetune``, from
+    :func:`adapted_checkpoint` (trained now if missing)."""
+    overrides.setdefault("init", str(adapted_checkpoint(plan, work)))
+    return train_config(plan, "finetune", plan_dataset(plan, work), work / "finetune", **overrides)
+
+
 def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
-    """Notebook 3's finetuning run (``work/finetune``, from :func:`adapted_checkpoint`): reused if
-    finished, else trained now (adaptation first if needed)."""
-    init = adapted_checkpoint(plan, work)
-    cfg = train_config(
-        plan, "finetune", plan_dataset(plan, work), work / "finetune", init=str(init), **overrides
+    """Notebook 3's finetuning run (:func:`finetune_config`): reused if finished, else trained now
+    (adaptation first if needed)."""
+    return ensure_trained(finetune_config(plan, work, **overrides))
+
+
+def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
+    """One run of notebook 4's ablation: stage 2 with the plan's recipe for ``plan.ablation_epochs``,
+    from notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without
+    adaptation"; no OpenAI CLIP here), with ``seed``. The adapted arm's run that is exactly notebook 3's
+    (same seed and epochs) *is* notebook 3's run folder, so it is trained once."""
+    lesson = finetune_config(plan, work)
+    if adapted and seed == lesson.seed and plan.ablation_epochs == lesson.epochs:
+        return lesson
+    name = f"{'adapted' if adapted else 'scratch'}_seed{seed}"
+    return dataclasses.replace(
+        lesson,
+        out=str(work / "ablation" / name),
+        init=lesson.init if adapted else None,
+        seed=seed,
+        epochs=plan.ablation_epochs,
     )
-    return ensure_trained(cfg)
 
 
 def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):

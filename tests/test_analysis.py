@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -190,3 +191,72 @@ def test_train_epochs_then_ensure_trained_reuses_the_run(tiny_synth, tmp_path):
     recipes.ensure_trained(other)  # a different config retrains from scratch
     lines = (tmp_path / "adapt" / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
+
+
+def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
+    """Both arms run notebook 3's recipe and schedule; the adapted arm with notebook 3's seed is notebook
+    3's own run (trained once), the other arm starts from random weights."""
+    for quick in (True, False):
+        plan = recipes.lesson_plan(quick)
+        work = tmp_path / plan.name
+        monkeypatch.setattr(recipes, "plan_dataset", lambda plan, work: work / "synth")
+        monkeypatch.setattr(recipes, "adapted_checkpoint", lambda plan, work: work / "adapt" / "best")
+        lesson = recipes.finetune_config(plan, work)
+        assert lesson.init == str(work / "adapt" / "best")
+        assert plan.ablation_epochs == plan.finetune_epochs
+        assert recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed) == lesson
+        other = recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed + 1)
+        scratch = recipes.ablation_config(plan, work, adapted=False, seed=lesson.seed)
+        assert other.init == lesson.init and scratch.init is None
+        assert len({lesson.out, other.out, scratch.out}) == 3
+        for cfg in (other, scratch):
+            assert cfg.epochs == plan.ablation_epochs and cfg.freeze_vision == lesson.freeze_vision
+            assert cfg.lr == lesson.lr and cfg.batch_size == lesson.batch_size
+
+
+def test_demo_start_is_named_by_the_demo_weights(monkeypatch, tmp_path):
+    """Lessons start from the demo's CLIP in a folder named by the demo weights' hash, so new bundled
+    weights give a new start (and a new ``init`` for every run built on it) instead of a stale reuse."""
+    from clip4idc import checkpoint
+
+    plan = recipes.lesson_plan(True)
+    if plan.start != "demo":
+        pytest.skip("the bundled demo model is not installed")
+    first = recipes.start_checkpoint(plan, tmp_path)
+    assert first.name.startswith("start_demo_") and (first / "model.safetensors").exists()
+    assert recipes.start_checkpoint(plan, tmp_path) == first
+    fake = tmp_path / "weights" / "demo"
+    fake.mkdir(parents=True)
+    (fake / checkpoint.WEIGHTS_NAME).write_bytes(b"other weights")
+    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
+    digest = hashlib.sha256(b"other weights").hexdigest()[:10]
+    (tmp_path / f"start_demo_{digest}").mkdir()
+    (tmp_path / f"start_demo_{digest}" / checkpoint.WEIGHTS_NAME).write_bytes(b"")
+    assert recipes.start_checkpoint(plan, tmp_path) == tmp_path / f"start_demo_{digest}" != first
+
+
+def test_attribute_accuracy_reads_the_named_values():
+    scenes = {
+        "0": {
+            "change": {"type": "color", "object": 0, "after": {"color": "cyan", "shape": "cube"}},
+            "objects": [{"size": "small", "color": "blue", "material": "metal", "shape": "cube"}],
+        },
+        "1": {
+            "change": {"type": "add", "object": 1},
+            "objects": [
+                {"size": "large", "color": "red", "material": "rubber", "shape": "sphere"},
+                {"size": "large", "color": "gray", "material": "rubber", "shape": "sphere"},
+            ],
+        },
+    }
+    predictions = {
+        "0": {"caption": "the tiny blue shiny block turned cyan"},  # all right (colour before the change)
+        "0_n": {"caption": "the big red cylinder"},  # no-change pairs are skipped
+        "1": {"caption": "a big matte cylinder appeared"},  # size, material right; shape wrong; no colour
+    }
+    acc = analysis.attribute_accuracy(predictions, scenes)
+    assert acc["size"] == {"named": 2, "said": {"small": 1, "large": 1}, "correct": 100.0}
+    assert acc["material"]["correct"] == 100.0 and acc["material"]["said"] == {"metal": 1, "rubber": 1}
+    assert acc["shape"] == {"named": 2, "said": {"cube": 1, "cylinder": 1}, "correct": 50.0}
+    assert acc["color"] == {"named": 1, "said": {"blue": 1}, "correct": 100.0}
+    assert analysis.attribute_accuracy({}, scenes)["shape"]["correct"] is None

@@ -141,6 +141,9 @@ def test_cli_writes_metrics_with_plain_keys_and_per_type_table(cli_run: dict, da
     assert math.isclose(weighted, m["R@1"], rel_tol=1e-9)
     assert m["pointing_game"] is not None, m["pointing_game_status"]
     assert m["pointing_game_detail"]["n"] == 8
+    assert m["attribute_accuracy_status"].startswith("ok"), m["attribute_accuracy_status"]
+    named = {a: v["named"] for a, v in m["attribute_accuracy"].items()}
+    assert set(named) == {"size", "color", "material", "shape"} and all(0 <= n <= 8 for n in named.values())
     assert m["baseline"] is None and m["baseline_status"].startswith("skipped")
     assert m["settings"]["max_words"] == 12 and m["settings"]["beam_size"] == 1
     assert "subset" in cli_run["stderr"] and "no_change" in cli_run["stderr"]

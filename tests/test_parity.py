@@ -131,19 +131,28 @@ def test_config_inferred_from_shapes(parity):
         assert getattr(cfg, key) == parity["config"][key], key
 
 
-def test_screened_argmax_is_exact():
-    """The bf16-screened greedy head returns the fp32 argmax, first index on ties, at any scale."""
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_screened_argmax_is_exact(dtype):
+    """The screened greedy head (int8 screen for a few states, bf16 for more) returns the fp32 argmax of
+    the head's own weights, first index on ties, at any scale, also with an outlier word whose int8
+    step is coarse."""
     from clip4idc.decoding import ScreenedArgmax
 
     g = torch.Generator().manual_seed(0)
     for scale in (0.02, 1.0, 30.0):
-        weight = torch.randn(5000, 64, generator=g) * scale
-        bias = torch.randn(5000, generator=g)
-        states = torch.randn(33, 64, generator=g) * scale
-        head = ScreenedArgmax(weight, bias)
-        assert torch.equal(head(states), torch.nn.functional.linear(states, weight, bias).argmax(1))
+        weight = (torch.randn(5000, 64, generator=g) * scale).to(dtype)
+        weight[123, 5] = 40 * scale  # one large weight: that word's quantisation error is large
+        bias = torch.randn(5000, generator=g).to(dtype)
+        for states in (torch.randn(33, 64, generator=g) * scale, weight[120:130].float() * 3):
+            states = states.to(dtype)
+            head = ScreenedArgmax(weight, bias)
+            want = torch.nn.functional.linear(states.float(), weight.float(), bias.float()).argmax(1)
+            assert torch.equal(head(states), want)  # bf16 screen
+            for i in range(0, states.shape[0], 3):  # int8 screen: up to ScreenedArgmax.INT8_ROWS states
+                assert torch.equal(head(states[i : i + 3]), want[i : i + 3])
     weight[7], bias[7], bias[4000] = weight[4000], 1e7, 1e7  # two identical best words: the first wins
-    assert ScreenedArgmax(weight, bias)(states).tolist() == [7] * 33
+    head = ScreenedArgmax(weight, bias)
+    assert head(states).tolist() == head(states[:2]).tolist() + [7] * 8 == [7] * 10
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
