@@ -5,7 +5,8 @@
 Each pair: encode the pair, run the decoder's encoder stack once, decode ``--steps`` tokens greedily with
 cached keys/values (random weights never emit the end token, so every step runs: the worst case).
 Also checks that the fp32 fast path gives the same tokens as the original's step-by-step recompute,
-and prints the speed-up over that recompute. Targets on a 2-core CPU: batch 1 ≤ 0.25 s fp32 and
+and prints the speed-up over that recompute; at batch 1 it also times the decoding with and without the
+int8 vocabulary screen (interleaved, same tokens). Targets on a 2-core CPU: batch 1 ≤ 0.25 s fp32 and
 ≤ 0.08 s bf16; batch 64 ≥ 6 pairs/s fp32 and ≥ 25 pairs/s bf16.
 """
 
@@ -18,7 +19,7 @@ import time
 import torch
 
 import clip4idc
-from clip4idc.decoding import greedy_decode, greedy_decode_reference
+from clip4idc.decoding import ScreenedArgmax, greedy_decode, greedy_decode_reference
 from clip4idc.precision import cast_for_inference, cpu_has_native_bf16
 
 
@@ -30,6 +31,28 @@ def timed(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def screen_ab(model, bef: torch.Tensor, aft: torch.Tensor, steps: int, repeats: int) -> None:
+    """Decoding time with the int8 vocabulary screen vs without it (fp32: the bf16 screen; bf16: the
+    plain projection), interleaved so that the machine's drift hits both alike."""
+    with torch.no_grad():
+        hidden = model.encode_pair(bef.to(model.dtype), aft.to(model.dtype)).hidden
+    rows, times, tokens = ScreenedArgmax.INT8_ROWS, {True: [], False: []}, {}
+    try:
+        for _ in range(repeats + 1):
+            for int8 in (True, False):
+                ScreenedArgmax.INT8_ROWS = rows if int8 else 0
+                t = time.perf_counter()
+                tokens[int8] = greedy_decode(model.decoder, hidden, steps, stop_at_eot=False)
+                times[int8].append(time.perf_counter() - t)
+    finally:
+        ScreenedArgmax.INT8_ROWS = rows
+    with_, without = (statistics.median(times[k][1:]) for k in (True, False))
+    print(
+        f"  decoding only: {with_ * 1e3:.0f} ms with the int8 screen, {without * 1e3:.0f} ms without"
+        f" ({without / with_:.2f}x); same tokens: {torch.equal(tokens[True], tokens[False])}"
+    )
 
 
 def main() -> None:
@@ -72,6 +95,8 @@ def main() -> None:
                 f" {sec / batch:7.4f} s per pair",
                 flush=True,
             )
+            if device.type == "cpu" and batch <= ScreenedArgmax.INT8_ROWS:
+                screen_ab(m, bef, aft, args.steps, max(args.repeats, 5))
         with torch.no_grad():
             hidden = model.encode_pair(bef[:4], aft[:4]).hidden
             fast = greedy_decode(model.decoder, hidden, args.steps, stop_at_eot=False)
