@@ -112,7 +112,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     from .checkpoint import demo_installed
 
     quick = quick_mode() if quick is None else quick
-    scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1, 2))
+    scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
     if demo_installed():
         full = LessonPlan(
             **scenes,

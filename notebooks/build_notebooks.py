@@ -1115,8 +1115,9 @@ NB04 = [
         about that many epochs to leave the language prior ("there is no change" for everything), and an arm
         stopped before that would compare two unfinished decoders - a short ablation can even show the
         opposite of the truth. The adapted arm with notebook 3's seed *is* notebook 3's run and is reused, so
-        without `CLIP4IDC_QUICK` this cell trains the other five runs: about 5 minutes each, ~26 minutes in
-        all on a 2-core CPU - the longest cell of the series (with `CLIP4IDC_QUICK=1`, about a minute).
+        without `CLIP4IDC_QUICK` this cell trains the other three runs: about 5 minutes each, ~15 minutes in
+        all on a 2-core CPU - the longest cell of the series (with `CLIP4IDC_QUICK=1`, about a minute). Two
+        seeds per arm is the least that shows a spread; add seeds to `plan.seeds` when you have the time.
 
         `analysis.seed_spread` gives mean and sample standard deviation per metric - the same summary as
         `clip4idc report RUN1 RUN2 ...` prints from run folders.
