@@ -141,15 +141,15 @@ def greedy_head(decoder: CaptionDecoder, rows: int) -> ScreenedArgmax | None:
     weight = decoder.classifier.cls.predictions.decoder.weight
     if weight.device.type != "cpu" or not cpu_has_native_bf16():
         return None
-    bf16_ok = weight.dtype == torch.bfloat16 and rows <= ScreenedArgmax.INT8_ROWS
-    if weight.dtype != torch.float32 and not bf16_ok:
+    if weight.dtype == torch.bfloat16:  # only the int8 screen reads less than the bf16 projection
+        if rows > ScreenedArgmax.INT8_ROWS or not hasattr(torch, "_weight_int8pack_mm"):
+            return None
+    elif weight.dtype != torch.float32:
         return None
     head = getattr(decoder, "_screened_argmax", None)
     if head is None or not head.is_current(weight):
         head = ScreenedArgmax(weight, decoder.classifier.cls.predictions.bias)
         decoder._screened_argmax = head
-    if weight.dtype == torch.bfloat16 and not head.int8:
-        return None
     return head
 
 

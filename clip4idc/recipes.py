@@ -85,7 +85,6 @@ class LessonPlan:
     finetune_lr: float = 2e-3
     max_words: int = 20
     seeds: tuple[int, ...] = (0, 1)
-    ablation_epochs: int = 4
     threads: int | None = None
     val_frac: float = 0.1
     test_frac: float = 0.15
@@ -121,17 +120,14 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             batch_size=16,
             adapt_epochs=3,
             adapt_lr=5e-5,
-            finetune_epochs=8,
+            finetune_epochs=8,  # a fresh decoder needs ~8 to leave the language prior
             finetune_lr=1e-3,
             coef_lr=0.1,
             coef_lr_shared=0.05,
             freeze_vision=True,
             center_visual=256,
-            ablation_epochs=8,  # = finetune_epochs: a fresh decoder needs ~8 to leave the language prior
         )
-        small = dict(
-            pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1), ablation_epochs=3
-        )
+        small = dict(pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1))
     else:
         full = LessonPlan(
             **scenes,
@@ -139,9 +135,8 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             model_overrides={"patch": 8},
             adapt_epochs=15,
             finetune_epochs=12,
-            ablation_epochs=12,
         )
-        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1), ablation_epochs=6)
+        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1))
     if not quick:
         return full
     return dataclasses.replace(full, quick=True, threads=1, **small)
@@ -357,20 +352,16 @@ def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path
 
 
 def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
-    """One run of notebook 4's ablation: stage 2 with the plan's recipe for ``plan.ablation_epochs``,
-    from notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without
-    adaptation"; no OpenAI CLIP here), with ``seed``. The adapted arm's run that is exactly notebook 3's
-    (same seed and epochs) *is* notebook 3's run folder, so it is trained once."""
+    """One run of notebook 4's ablation: notebook 3's stage 2 (recipe and schedule) with ``seed``, from
+    notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without adaptation";
+    no OpenAI CLIP here). A shorter schedule would compare decoders that have not yet left the language
+    prior. The adapted run with notebook 3's seed *is* notebook 3's run folder, so it is trained once."""
     lesson = finetune_config(plan, work)
-    if adapted and seed == lesson.seed and plan.ablation_epochs == lesson.epochs:
+    if adapted and seed == lesson.seed:
         return lesson
     name = f"{'adapted' if adapted else 'scratch'}_seed{seed}"
     return dataclasses.replace(
-        lesson,
-        out=str(work / "ablation" / name),
-        init=lesson.init if adapted else None,
-        seed=seed,
-        epochs=plan.ablation_epochs,
+        lesson, out=str(work / "ablation" / name), init=lesson.init if adapted else None, seed=seed
     )
 
 

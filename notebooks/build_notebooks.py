@@ -1134,7 +1134,7 @@ NB04 = [
                 cfg = recipes.ablation_config(plan, work, adapted=adapted, seed=seed)
                 m = clip4idc.load(recipes.ensure_trained(cfg))
                 runs[arm].append(evaluate(m, data, split="test", baseline=False, pointing=False))
-        print(f"{len(plan.seeds)} seeds x 2 arms, {plan.ablation_epochs} finetuning epochs each, in {time.time() - t0:.0f} s")
+        print(f"{len(plan.seeds)} seeds x 2 arms, {plan.finetune_epochs} finetuning epochs each, in {time.time() - t0:.0f} s")
         spread = {arm: seed_spread(r, keys) for arm, r in runs.items()}
         print(format_rows([{"metric": k, **{arm: f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for arm, s in spread.items()}}
                            for k in keys]))

@@ -203,14 +203,13 @@ def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
         monkeypatch.setattr(recipes, "adapted_checkpoint", lambda plan, work: work / "adapt" / "best")
         lesson = recipes.finetune_config(plan, work)
         assert lesson.init == str(work / "adapt" / "best")
-        assert plan.ablation_epochs == plan.finetune_epochs
         assert recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed) == lesson
         other = recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed + 1)
         scratch = recipes.ablation_config(plan, work, adapted=False, seed=lesson.seed)
         assert other.init == lesson.init and scratch.init is None
         assert len({lesson.out, other.out, scratch.out}) == 3
         for cfg in (other, scratch):
-            assert cfg.epochs == plan.ablation_epochs and cfg.freeze_vision == lesson.freeze_vision
+            assert cfg.epochs == plan.finetune_epochs and cfg.freeze_vision == lesson.freeze_vision
             assert cfg.lr == lesson.lr and cfg.batch_size == lesson.batch_size
 
 
