@@ -12,7 +12,7 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
 * :func:`seed_spread` - mean ± sample std of chosen metrics over runs (``clip4idc report``'s summary).
 * :func:`pointing_chance` - the pointing-game score of a peak dropped uniformly at random on the grid.
 * :func:`attribute_accuracy` - on a synthetic set, how often the caption names the changed object's size,
-  colour, material and shape right (and which shape words it uses): what the encoder does and does not see.
+  colour, material and shape right (and which values it says): what the encoder does and does not see.
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """

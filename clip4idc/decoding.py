@@ -15,6 +15,8 @@ import torch
 from .decoder import CaptionDecoder
 from .tokenizer import EOT_ID, PAD_ID, SOT_ID
 
+_INT8_MM = hasattr(torch, "_weight_int8pack_mm")  # torch's int8-weight matrix-vector kernel
+
 
 @dataclass
 class _LayerCache:
@@ -101,7 +103,6 @@ class ScreenedArgmax:
         self.half_step = self.scale.float() / 2  # the worst int8 rounding of one weight, per word
         self.max_norm = w.norm(dim=1).max() + (w.shape[1] ** 0.5) * self.half_step.max()
         self.bias_f = bias.detach().float()
-        self.int8 = hasattr(torch, "_weight_int8pack_mm")
         self.version = weight._version
 
     def is_current(self, weight: torch.Tensor) -> bool:
@@ -114,7 +115,7 @@ class ScreenedArgmax:
         # |approx_j - exact_j| <= bound_j. Both screens: the states' bf16 rounding, fp32 accumulation,
         # bf16 rounding of the output (relative to the largest logit magnitude); the weights' rounding:
         # bf16 (relative, per element) or int8 (half a step of word j's scale per unit of |states|_1).
-        if self.int8 and m <= self.INT8_ROWS:
+        if _INT8_MM and m <= self.INT8_ROWS:
             approx = torch._weight_int8pack_mm(xb, self.q, self.scale).float().add_(self.bias_f)
             weights = xb.float().abs().sum(dim=1, keepdim=True) * self.half_step
             rel = u + 1.01 * width * 2.0**-24
@@ -142,7 +143,7 @@ def greedy_head(decoder: CaptionDecoder, rows: int) -> ScreenedArgmax | None:
     if weight.device.type != "cpu" or not cpu_has_native_bf16():
         return None
     if weight.dtype == torch.bfloat16:  # only the int8 screen reads less than the bf16 projection
-        if rows > ScreenedArgmax.INT8_ROWS or not hasattr(torch, "_weight_int8pack_mm"):
+        if rows > ScreenedArgmax.INT8_ROWS or not _INT8_MM:
             return None
     elif weight.dtype != torch.float32:
         return None

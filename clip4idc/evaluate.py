@@ -25,7 +25,6 @@ Conventions:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -192,15 +191,18 @@ def _pointing(
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
     from .analysis import attribute_accuracy
+    from .data.synthetic import load_scenes
 
     path = root / "scenes.json"
     if dataset != "clevr" or not path.is_file():
         return None, "unavailable: no scenes.json (only synthetic CLEVR-Change datasets name the objects)"
     try:
-        scenes = json.loads(path.read_text(encoding="utf-8"))["scenes"]
+        scenes = load_scenes(root)
         return attribute_accuracy(predictions, scenes), "ok (first size/colour/material/shape word named)"
-    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
-        return None, f"failed: {path}: {type(err).__name__}: {err}"
+    except Clip4idcError as err:
+        return None, f"failed: {err}"
+    except (KeyError, TypeError, IndexError) as err:  # a scene without the fields load_scenes documents
+        return None, f"failed: {path}: a scene lacks its change or objects ({type(err).__name__}: {err})"
 
 
 def _baseline(

@@ -1419,8 +1419,7 @@ NB05 = [
     ),
     code(
         """
-        scenes = json.loads((data / "scenes.json").read_text(encoding="utf-8"))["scenes"]
-        accuracy = attribute_accuracy(records, scenes)
+        accuracy = attribute_accuracy(records, scenes)  # the scenes loaded in the setup cell
         print(format_rows([
             {"attribute": attr, "captions naming it": s["named"], "right %": s["correct"],
              "values named": ", ".join(f"{v} {n}" for v, n in sorted(s["said"].items(), key=lambda kv: -kv[1]))}

@@ -306,3 +306,15 @@ def test_pointing_reuses_its_greedy_captions_unchanged(data: Path, model_dir: Pa
     assert {k: v["caption"] for k, v in runs[True].items()} == {
         k: v["caption"] for k, v in runs[False].items()
     }
+
+
+def test_attribute_accuracy_names_a_bad_scenes_file(tmp_path: Path) -> None:
+    from clip4idc.evaluate import _attributes
+
+    assert _attributes(tmp_path, "clevr", {})[0] is None  # no scenes.json: unavailable, no error
+    (tmp_path / "scenes.json").write_text("{not json", encoding="utf-8")
+    result, status = _attributes(tmp_path, "clevr", {"0": "a red cube"})
+    assert result is None and status.startswith("failed") and "scenes.json" in status
+    (tmp_path / "scenes.json").write_text('{"scenes": {"0": {"objects": []}}}', encoding="utf-8")
+    result, status = _attributes(tmp_path, "clevr", {"0": "a red cube"})
+    assert result is None and "scenes.json" in status and "lacks" in status
