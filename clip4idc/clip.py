@@ -132,7 +132,18 @@ class PairVisionTransformer(nn.Module):
 
     def embed_patches(self, images: torch.Tensor) -> torch.Tensor:
         """(M, 3, R, R) images → (M, N, W) tokens after class token, positions and ``ln_pre``."""
-        x = self.conv1(images.to(self.conv1.weight.dtype))
+        x = images.to(self.conv1.weight.dtype)
+        if not (x.is_cuda and x.dtype == torch.float32):
+            x = self.conv1(x)
+        else:
+            # cuDNN convolves fp32 in TF32 by default, which changed 2 of 200 demo captions on an H200; the
+            # fp32 path is the exact one, so the patch embedding opts out (bf16/fp16 are unaffected).
+            tf32 = torch.backends.cudnn.allow_tf32
+            torch.backends.cudnn.allow_tf32 = False
+            try:
+                x = self.conv1(x)
+            finally:
+                torch.backends.cudnn.allow_tf32 = tf32
         x = x.flatten(2).transpose(1, 2)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
