@@ -85,6 +85,7 @@ class TrainConfig:
     center_visual: int = (
         0  # finetune: centre the pair encoder's output tokens on this many training pairs first
     )
+    reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/reverse.py)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -92,6 +93,8 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}")
         if self.weight_decay is None:
             self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
+        if self.reverse_twins and self.stage != "adapt":
+            raise ValueError("reverse_twins is for stage adapt (the contrastive loss's in-batch negatives)")
         if self.select_metric is None:
             self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
 
@@ -194,7 +197,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
     contiguous shards per rank and accumulation step, so any world size sees the same global batches."""
 
     def __init__(
-        self, n: int, global_batch: int, d: Dist, accum: int, seed: int, shuffle: bool = True
+        self,
+        n: int,
+        global_batch: int,
+        d: Dist,
+        accum: int,
+        seed: int,
+        shuffle: bool = True,
+        groups: list[list[int]] | None = None,
     ) -> None:
         if global_batch % (d.world * accum):
             raise ValueError(f"batch_size {global_batch} is not divisible by world size × grad_accum")
@@ -208,6 +218,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
         )
         self.micro = global_batch // (d.world * accum)
         self.epoch = 0
+        # Index groups kept adjacent in the order (a pair and its reversed twin); None: plain permutation.
+        self.groups = groups
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -216,11 +228,16 @@ class GlobalBatchSampler(Sampler[list[int]]):
         return (self.n // self.global_batch) * self.accum
 
     def __iter__(self):
-        if self.shuffle:
+        if not self.shuffle:
+            order = list(range(self.n))
+        elif self.groups is None:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
-            order = list(range(self.n))
+            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = [
+                i for j in torch.randperm(len(self.groups), generator=g).tolist() for i in self.groups[j]
+            ]
         for b in range(self.n // self.global_batch):
             batch = order[b * self.global_batch : (b + 1) * self.global_batch]
             rank_part = batch[
@@ -304,7 +321,8 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
     )
-    return kind(train_pairs, train=True, **common), kind(val_pairs, train=False, **common)
+    twins = {"reverse_twins": cfg.reverse_twins} if cfg.stage == "adapt" else {}
+    return kind(train_pairs, train=True, **common, **twins), kind(val_pairs, train=False, **common)
 
 
 def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.device, verbose: bool) -> None:
@@ -451,7 +469,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     np.random.seed(cfg.seed)
     model = build_model(cfg).to(device)
     train_set, val_set = make_datasets(cfg, model.config.resolution)
-    sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed)
+    groups = train_set.batch_groups() if hasattr(train_set, "batch_groups") else None
+    sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed, groups=groups)
     loader = DataLoader(
         train_set,
         batch_sampler=sampler,

@@ -26,6 +26,7 @@ from torch.utils.data import Dataset
 from ..preprocess import CLIP_MEAN, CLIP_STD, load_image
 from ..tokenizer import Tokenizer, default_tokenizer
 from .readers import CHANGE_TYPES, Pair, detect_dataset, load_pairs
+from .reverse import OPPOSITE, reverse_caption, reversible
 
 _MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -168,10 +169,36 @@ class AdaptationDataset(_PairDataset):
     text-to-pair retrieval over them is ill-posed). Evaluation: first caption, no swap.
     """
 
+    def __init__(self, *args, reverse_twins: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Training with ``reverse_twins``: items len(pairs)+k are add/drop pair twins[k] seen backwards.
+        self.twins = (
+            [
+                i
+                for i, p in enumerate(self.pairs)
+                if p.change_type in OPPOSITE and reversible(p.captions, p.change_type)
+            ]
+            if reverse_twins and self.train
+            else []
+        )
+
     def _select(self, pairs: list[Pair]) -> list[Pair]:
         return [p for p in pairs if _is_change(p)]
 
+    def __len__(self) -> int:
+        return len(self.pairs) + len(self.twins)
+
+    def batch_groups(self) -> list[list[int]] | None:
+        """Indices that must share a batch (each pair with its reversed twin); None: no constraint."""
+        if not self.twins:
+            return None
+        n = len(self.pairs)
+        twin_of = {base: n + k for k, base in enumerate(self.twins)}
+        return [[i, twin_of[i]] if i in twin_of else [i] for i in range(n)]
+
     def __getitem__(self, index: int) -> dict:
+        if index >= len(self.pairs):
+            return self._reversed_twin(index)
         pair = self.pairs[index]
         before_path = pair.before
         caption = pair.captions[0] if pair.captions else ""
@@ -187,6 +214,24 @@ class AdaptationDataset(_PairDataset):
         return {
             "before": self.images.tensor(before_path),
             "after": self.images.tensor(pair.after),
+            "text_ids": ids[0],
+            "text_mask": mask[0],
+            "index": index,
+        }
+
+    def _reversed_twin(self, index: int) -> dict:
+        """Pair ``twins[index - len(pairs)]`` backwards (after → before) with a caption of the opposite change;
+        its 'after' is the distractor half the time, as the forward pair's 'before' is."""
+        pair = self.pairs[self.twins[index - len(self.pairs)]]
+        rng = self.rng(index)
+        caption = pair.captions[int(rng.integers(len(pair.captions)))]
+        caption = reverse_caption(caption, pair.change_type, rng)
+        distractor, _ = self.distractor_of(pair)
+        after_path = distractor if distractor is not None and rng.random() < 0.5 else pair.before
+        ids, mask = self.tokenizer.batch([caption], self.max_words)
+        return {
+            "before": self.images.tensor(pair.after),
+            "after": self.images.tensor(after_path),
             "text_ids": ids[0],
             "text_mask": mask[0],
             "index": index,

@@ -1,0 +1,90 @@
+"""Reversed twins for stage 1: add ↔ drop captions, the twin items, and batches that keep twins together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clip4idc.change_type import classify_change
+from clip4idc.data import AdaptationDataset, load_pairs
+from clip4idc.data.reverse import reference_of, reverse_caption, reversible
+from clip4idc.data.synthetic import generate
+from clip4idc.train import Dist, GlobalBatchSampler, TrainConfig
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth_rev")
+    generate(out, 40, (64, 48), seed=5, workers=1, val_frac=0.0, test_frac=0.0, progress=False)
+    return out
+
+
+def test_reverse_caption_swaps_the_change_and_keeps_the_object():
+    rng = np.random.default_rng(0)
+    add = "a new small green rubber block that is to the left of the red ball was placed in the scene"
+    drop = reverse_caption(add, "add", rng)
+    assert classify_change(drop) == "drop"
+    assert reference_of(drop, "drop") == "small green rubber block that was to the left of the red ball"
+    back = reverse_caption(drop, "drop", rng)
+    assert classify_change(back) == "add"
+    assert reference_of(back, "add") == reference_of(add, "add")
+    assert reverse_caption("the big sphere is gone", "drop", rng).count("big sphere") == 1
+
+
+def test_unknown_wording_and_other_changes_get_no_twin():
+    rng = np.random.default_rng(0)
+    assert reverse_caption("the cube was teleported away", "drop", rng) is None
+    assert reverse_caption("the red cube moved", "move", rng) is None
+    assert not reversible(["someone added a red cube", "a cube arrived"], "add")
+    assert not reversible([], "add")
+
+
+def test_every_generated_add_drop_pair_is_reversible(synth):
+    pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type in ("add", "drop")]
+    assert pairs
+    assert all(reversible(p.captions, p.change_type) for p in pairs)
+
+
+def test_twin_items_are_the_pair_backwards_with_the_opposite_caption(synth):
+    pairs = load_pairs(synth, "clevr", "train")
+    plain = AdaptationDataset(pairs, train=True, resolution=32, max_words=24)
+    ds = AdaptationDataset(pairs, train=True, resolution=32, max_words=24, reverse_twins=True)
+    n = len(ds.pairs)
+    assert len(plain) == n and plain.batch_groups() is None
+    assert len(ds.twins) == sum(p.change_type in ("add", "drop") for p in ds.pairs) > 0
+    assert len(ds) == n + len(ds.twins)
+    groups = ds.batch_groups()
+    assert sorted(i for g in groups for i in g) == list(range(len(ds)))
+    for k, base in enumerate(ds.twins):
+        pair, twin = ds.pairs[base], ds[n + k]
+        assert torch.equal(twin["before"], ds.images.tensor(pair.after))
+        assert torch.equal(twin["after"], ds.images.tensor(pair.before)) or torch.equal(
+            twin["after"], ds.images.tensor(pair.distractor)
+        )
+        text = ds.tokenizer.caption_text(twin["text_ids"]).replace("<|startoftext|>", "").strip()
+        assert classify_change(text) == {"add": "drop", "drop": "add"}[pair.change_type], text
+    # Evaluation never gets twins.
+    assert len(AdaptationDataset(pairs, train=False, resolution=32, reverse_twins=True)) == n
+
+
+def test_sampler_keeps_groups_adjacent_and_is_unchanged_without_them():
+    groups = [[0, 10], [1], [2, 11], [3], [4, 12], [5], [6], [7], [8, 13], [9]]
+    s = GlobalBatchSampler(14, 4, Dist(), 1, seed=3, groups=groups)
+    order = [i for batch in s for i in batch]
+    assert len(order) == 12 and len(set(order)) == 12  # 3 full batches of 4; the rest waits for next epoch
+    for twin in (g for g in groups if len(g) == 2):
+        if twin[0] in order[:-1]:
+            assert order[order.index(twin[0]) + 1] == twin[1]
+    # Without groups the order is the plain permutation it always was (earlier runs stay reproducible).
+    plain = [i for batch in GlobalBatchSampler(14, 4, Dist(), 1, seed=3) for i in batch]
+    g = torch.Generator().manual_seed(3 * 100_003)
+    assert plain == torch.randperm(14, generator=g).tolist()[:12]
+
+
+def test_reverse_twins_is_for_stage_1_only():
+    with pytest.raises(ValueError, match="reverse_twins is for stage adapt"):
+        TrainConfig(stage="finetune", reverse_twins=True)
+    assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
