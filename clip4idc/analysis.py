@@ -13,6 +13,8 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
 * :func:`pointing_chance` - the pointing-game score of a peak dropped uniformly at random on the grid.
 * :func:`attribute_accuracy` - on a synthetic set, how often the caption names the changed object's size,
   colour, material and shape right (and which values it says): what the encoder does and does not see.
+* :func:`direction_accuracy` - on add/drop pairs, how often the pair embedding prefers its caption to the
+  same caption with the change reversed (added ↔ removed): does the encoder know which image has the object?
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """
@@ -327,4 +329,44 @@ def attribute_accuracy(
     for stats in out.values():
         right = stats.pop("right")
         stats["correct"] = 100.0 * right / stats["named"] if stats["named"] else None
+    return out
+
+
+def direction_accuracy(
+    model: Any,
+    pairs: Sequence[Any],
+    max_words: int = 32,
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Per change type (``add``, ``drop``) and ``all``: the % of pairs whose pooled embedding is closer to
+    their first caption than to that caption reversed (:func:`clip4idc.data.reverse.reverse_caption`), and
+    how many pairs (``n``). 50 % is chance: an encoder blind to which image holds the object.
+
+    Only pairs whose captions come from the synthetic templates count (others cannot be reversed).
+    """
+    from .data.datasets import AdaptationDataset
+    from .data.reverse import reverse_caption, reversible
+    from .inference import encode_pairs, encode_texts
+
+    chosen = [p for p in pairs if p.change_type in ("add", "drop") and reversible(p.captions, p.change_type)]
+    if not chosen:
+        raise ValueError("direction_accuracy needs add/drop pairs with synthetic-template captions")
+    rng = np.random.default_rng(seed)
+    ds = AdaptationDataset(chosen, train=False, resolution=model.config.resolution, max_words=max_words)
+    pooled = encode_pairs(model, ds, batch_size, device, precision)
+    forward = [p.captions[0] for p in chosen]
+    backward = [reverse_caption(c, p.change_type, rng) for c, p in zip(forward, chosen)]
+    text = encode_texts(model, forward + backward, max_words, 4 * batch_size, device, precision)
+    text = text / text.norm(dim=-1, keepdim=True)
+    pooled = pooled / pooled.norm(dim=-1, keepdim=True)
+    n = len(chosen)
+    right = ((text[:n] * pooled).sum(-1) > (text[n:] * pooled).sum(-1)).tolist()
+    out: dict[str, dict[str, float]] = {}
+    for name, keep in (("add", "add"), ("drop", "drop"), ("all", None)):
+        hits = [r for r, p in zip(right, chosen) if keep is None or p.change_type == keep]
+        if hits:
+            out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
     return out

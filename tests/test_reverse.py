@@ -88,3 +88,25 @@ def test_reverse_twins_is_for_stage_1_only():
     with pytest.raises(ValueError, match="reverse_twins is for stage adapt"):
         TrainConfig(stage="finetune", reverse_twins=True)
     assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
+
+
+def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
+    """Pair embeddings equal to the true captions' embeddings score 100 %, equal to the reversed ones 0 %."""
+    import clip4idc
+    import clip4idc.inference as inference
+    from clip4idc.analysis import direction_accuracy
+
+    pairs = load_pairs(synth, "clevr", "train")
+    chosen = [p for p in pairs if p.change_type in ("add", "drop")]
+    model = clip4idc.build_model("tiny").eval()
+    rng = np.random.default_rng(0)
+    forward = [p.captions[0] for p in chosen]
+    backward = [reverse_caption(c, p.change_type, rng) for c, p in zip(forward, chosen)]
+    for texts, expected in ((forward, 100.0), (backward, 0.0)):
+        oracle = inference.encode_texts(model, texts, 24)
+        monkeypatch.setattr(inference, "encode_pairs", lambda *a, oracle=oracle, **k: oracle)
+        res = direction_accuracy(model, pairs, max_words=24, seed=0)
+        assert res["all"] == {"accuracy": expected, "n": len(chosen)}
+        assert res["add"]["n"] == sum(p.change_type == "add" for p in chosen)
+    with pytest.raises(ValueError, match="add/drop pairs"):
+        direction_accuracy(model, [p for p in pairs if p.change_type == "move"])
