@@ -17,6 +17,8 @@ Conventions:
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
 * On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
   object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
+* On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
+  the object (:func:`clip4idc.analysis.direction_accuracy`; 50 % is chance).
 * Whatever cannot be measured is ``null`` with a ``*_status`` string saying why - never a made-up number.
 * Output files are written only after everything is computed, each atomically: an interrupted or failed
   run leaves an existing ``OUT`` untouched. ``metrics.json`` is written last.
@@ -186,6 +188,19 @@ def _pointing(
     if not result.get("n"):
         return None, "unavailable: no change pair has a box to point at"
     return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
+
+
+def _direction(
+    model: Any, pairs: list, max_words: int, batch_size: int, dev: torch.device, precision: str
+) -> tuple[dict | None, str]:
+    """:func:`clip4idc.analysis.direction_accuracy` where add/drop captions follow the synthetic templates."""
+    from .analysis import direction_accuracy
+
+    try:
+        result = direction_accuracy(model, pairs, max_words, batch_size, dev, precision)
+    except ValueError:
+        return None, "not applicable: no add/drop pairs with synthetic-template captions"
+    return result, "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)"
 
 
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
@@ -363,6 +378,8 @@ def evaluate(
         model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
     )
 
+    direction, direction_status = _direction(model, pairs, max_words, batch_size, dev, precision)
+
     # 6. mean-sentence baseline
     if baseline:
         base, base_status = _baseline(root, dataset, references, true_types if types_known else None)
@@ -399,6 +416,8 @@ def evaluate(
     metrics["attribute_accuracy"], metrics["attribute_accuracy_status"] = _attributes(
         root, dataset, predictions
     )
+    metrics["direction_accuracy"] = direction
+    metrics["direction_accuracy_status"] = direction_status
 
     if is_clevr:
         per_type: dict[str, dict[str, Any]] = {}
@@ -498,6 +517,12 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
                 f"retrieval {direction}: R@1 {r['R@1']:.1f}  R@5 {r['R@5']:.1f}  R@10 {r['R@10']:.1f}  "
                 f"MedR {r['MedianR']:.1f}  MeanR {r['MeanR']:.1f}"
             )
+    direction = metrics.get("direction_accuracy")
+    if direction:
+        lines.append(
+            "direction (pair prefers its add/drop caption to the reversed one; chance 50): "
+            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in direction.items())
+        )
     base = metrics.get("baseline")
     if base:
         lines.append(
