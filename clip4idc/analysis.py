@@ -342,13 +342,13 @@ def direction_accuracy(
     seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Per change type (``add``, ``drop``) and ``all``: the % of pairs whose pooled embedding is closer to
-    their first caption than to that caption reversed (:func:`clip4idc.data.reverse.reverse_caption`), and
+    their first caption than to that caption reversed (:func:`clip4idc.data.rewrite.reverse_caption`), and
     how many pairs (``n``). 50 % is chance: an encoder blind to which image holds the object.
 
     Only pairs whose captions come from the synthetic templates count (others cannot be reversed).
     """
     from .data.datasets import AdaptationDataset
-    from .data.reverse import reverse_caption, reversible
+    from .data.rewrite import reverse_caption, reversible
     from .inference import encode_pairs, encode_texts
 
     chosen = [p for p in pairs if p.change_type in ("add", "drop") and reversible(p.captions, p.change_type)]

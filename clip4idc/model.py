@@ -38,10 +38,15 @@ class PairEncoding:
     attentions: list[torch.Tensor] = field(default_factory=list)
 
 
-def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
-    """The original's ``CrossEn`` over both directions: mean of text→pair and pair→text cross-entropy."""
+def contrastive_loss(logits: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """The original's ``CrossEn`` over both directions: mean of text→pair and pair→text cross-entropy.
+
+    ``negatives`` (pairs × extra texts, ``-inf`` where absent): logits of caption-only negatives (texts
+    that describe no pair in the batch), appended to each pair's pair→text row.
+    """
     targets = torch.arange(logits.shape[0], device=logits.device)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
+    pair_to_text = logits.t() if negatives is None else torch.cat([logits.t(), negatives], dim=1)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(pair_to_text, targets)) / 2
 
 
 def caption_loss(logits: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:

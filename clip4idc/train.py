@@ -85,7 +85,8 @@ class TrainConfig:
     center_visual: int = (
         0  # finetune: centre the pair encoder's output tokens on this many training pairs first
     )
-    reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/reverse.py)
+    reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
+    type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -93,8 +94,12 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}")
         if self.weight_decay is None:
             self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
-        if self.reverse_twins and self.stage != "adapt":
-            raise ValueError("reverse_twins is for stage adapt (the contrastive loss's in-batch negatives)")
+        if (self.reverse_twins or self.type_negatives) and self.stage != "adapt":
+            raise ValueError(
+                "reverse_twins and type_negatives are for stage adapt (the contrastive loss's negatives)"
+            )
+        if not 0 <= self.type_negatives <= 4:
+            raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
         if self.select_metric is None:
             self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
 
@@ -272,7 +277,17 @@ class StageLoss(nn.Module):
             pair = m.encode_pair(batch["before"], batch["after"]).pooled
             text, _ = m.encode_text(batch["text_ids"])
             pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
-            return contrastive_loss(m.retrieval_logits(text, pair))
+            negatives = None
+            if "neg_text_ids" in batch:  # type_negatives: each pair's own counterfactual captions
+                ids = batch["neg_text_ids"]
+                neg, _ = m.encode_text(ids.flatten(0, 1))
+                neg = gather_with_grad(neg.float(), self.d).view(pair.shape[0], ids.shape[1], -1)
+                valid = gather_with_grad(batch["neg_valid"].float(), self.d).bool()
+                scale = m.clip.logit_scale.exp()
+                p = pair / pair.norm(dim=-1, keepdim=True)
+                n = neg / neg.norm(dim=-1, keepdim=True)
+                negatives = (scale * (n @ p.unsqueeze(-1)).squeeze(-1)).masked_fill(~valid, float("-inf"))
+            return contrastive_loss(m.retrieval_logits(text, pair), negatives)
         loss = self._caption_term(
             batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
         )
@@ -321,7 +336,11 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
     )
-    twins = {"reverse_twins": cfg.reverse_twins} if cfg.stage == "adapt" else {}
+    twins = (
+        {"reverse_twins": cfg.reverse_twins, "type_negatives": cfg.type_negatives}
+        if cfg.stage == "adapt"
+        else {}
+    )
     return kind(train_pairs, train=True, **common, **twins), kind(val_pairs, train=False, **common)
 
 

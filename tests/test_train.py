@@ -105,8 +105,12 @@ def _batch(stage: str) -> dict[str, torch.Tensor]:
     batch = {"before": torch.randn(n, 3, r, r, generator=g), "after": torch.randn(n, 3, r, r, generator=g)}
     ids = torch.randint(1, 49000, (n, 10), generator=g)
     ids[:, 0], ids[:, -1] = 49406, 49407
-    if stage == "adapt":
+    if stage.startswith("adapt"):
         batch["text_ids"] = ids
+        if stage == "adapt_negatives":  # type_negatives: 2 caption-only negatives per pair, one absent
+            neg = torch.randint(1, 49000, (n, 2, 10), generator=g)
+            neg[..., 0], neg[..., -1] = 49406, 49407
+            batch.update(neg_text_ids=neg, neg_valid=torch.tensor([[1, 1], [1, 0], [1, 1], [0, 1]]).bool())
     else:
         lengths = torch.tensor([10, 6, 3, 8])  # unequal token counts per rank
         mask = (torch.arange(10)[None] < lengths[:, None]).long()
@@ -116,7 +120,7 @@ def _batch(stage: str) -> dict[str, torch.Tensor]:
 
 def _model(stage: str) -> clip4idc.CLIP4IDC:
     torch.manual_seed(0)
-    cfg = dict(TINY, decoder_dropout=0.0, decoder_layers=0 if stage == "adapt" else 1)
+    cfg = dict(TINY, decoder_dropout=0.0, decoder_layers=0 if stage.startswith("adapt") else 1)
     return clip4idc.CLIP4IDC(clip4idc.ModelConfig.from_dict(cfg))
 
 
@@ -126,7 +130,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
     )
     model = _model(stage)
     step = torch.nn.parallel.DistributedDataParallel(
-        StageLoss(model, stage, Dist(rank, world)), find_unused_parameters=stage == "finetune"
+        StageLoss(model, stage.split("_")[0], Dist(rank, world)), find_unused_parameters=stage == "finetune"
     )
     half = {k: v[rank * 2 : rank * 2 + 2] for k, v in _batch(stage).items()}
     loss = step(half)
@@ -136,15 +140,15 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("stage", ["adapt", "finetune"])
+@pytest.mark.parametrize("stage", ["adapt", "adapt_negatives", "finetune"])
 def test_two_gloo_processes_equal_one(tmp_path, stage):
     model = _model(stage)
-    loss = StageLoss(model, stage, Dist())(_batch(stage))
+    loss = StageLoss(model, stage.split("_")[0], Dist())(_batch(stage))
     loss.backward()
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), stage, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
         got = torch.load(tmp_path / f"rank{rank}.pt")
-        if stage == "adapt":  # every rank computes the same global contrastive loss
+        if stage.startswith("adapt"):  # every rank computes the same global contrastive loss
             assert torch.allclose(got["loss"], loss, atol=1e-6)
         checked = 0
         for name, p in model.named_parameters():
@@ -153,6 +157,29 @@ def test_two_gloo_processes_equal_one(tmp_path, stage):
             assert torch.allclose(got["grads"][name], p.grad, rtol=1e-4, atol=1e-6), name
             checked += 1
         assert checked > 10
+
+
+def test_type_negatives_extend_each_pairs_pair_to_text_row():
+    """The loss with caption-only negatives = cross-entropy over [batch texts | the pair's own negatives]
+    for pair→text (absent ones left out), text→pair unchanged."""
+    import torch.nn.functional as F
+
+    model, batch = _model("adapt"), _batch("adapt_negatives")
+    got = StageLoss(model, "adapt", Dist())(batch)
+    with torch.no_grad():
+        pair = model.encode_pair(batch["before"], batch["after"]).pooled
+        text, _ = model.encode_text(batch["text_ids"])
+        logits = model.retrieval_logits(text, pair)
+        want = F.cross_entropy(logits, torch.arange(4)) / 2
+        for i in range(4):
+            negs = batch["neg_text_ids"][i][batch["neg_valid"][i]]
+            row = torch.cat(
+                [logits[:, i], model.retrieval_logits(model.encode_text(negs)[0], pair[i : i + 1])[:, 0]]
+            )
+            want = want + F.cross_entropy(row[None], torch.tensor([i])) / 8
+        plain = StageLoss(model, "adapt", Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
+    assert torch.allclose(got, want, atol=1e-5)
+    assert got > plain  # extra negatives can only add to the pair→text loss
 
 
 def test_shared_embeddings_get_their_own_learning_rate():

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..preprocess import CLIP_MEAN, CLIP_STD, load_image
 from ..tokenizer import Tokenizer, default_tokenizer
 from .readers import CHANGE_TYPES, Pair, detect_dataset, load_pairs
-from .reverse import OPPOSITE, reverse_caption, reversible
+from .rewrite import OPPOSITE, counterfactual_captions, reverse_caption, reversible
 
 _MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -167,11 +167,15 @@ class AdaptationDataset(_PairDataset):
     Items: ``before``, ``after`` (3, R, R) float32, ``text_ids``, ``text_mask`` (L,) long, ``index``.
     Only change pairs are used in both modes (the no-change captions of CLEVR-Change are all alike, so
     text-to-pair retrieval over them is ill-posed). Evaluation: first caption, no swap.
+
+    Training options (see :mod:`clip4idc.data.rewrite`, synthetic captions only): ``reverse_twins`` adds
+    every add/drop pair seen backwards as items ``len(pairs) + k`` (kept in its pair's batch by
+    :meth:`batch_groups`); ``type_negatives = k`` adds ``neg_text_ids`` (k, L) and ``neg_valid`` (k,): the
+    same object with other changes, false captions the loss uses as extra negatives for this pair.
     """
 
-    def __init__(self, *args, reverse_twins: bool = False, **kwargs) -> None:
+    def __init__(self, *args, reverse_twins: bool = False, type_negatives: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # Training with ``reverse_twins``: items len(pairs)+k are add/drop pair twins[k] seen backwards.
         self.twins = (
             [
                 i
@@ -181,6 +185,7 @@ class AdaptationDataset(_PairDataset):
             if reverse_twins and self.train
             else []
         )
+        self.type_negatives = int(type_negatives) if self.train else 0
 
     def _select(self, pairs: list[Pair]) -> list[Pair]:
         return [p for p in pairs if _is_change(p)]
@@ -202,6 +207,7 @@ class AdaptationDataset(_PairDataset):
         pair = self.pairs[index]
         before_path = pair.before
         caption = pair.captions[0] if pair.captions else ""
+        rng = None
         if self.train:
             rng = self.rng(index)
             if pair.captions:
@@ -210,14 +216,7 @@ class AdaptationDataset(_PairDataset):
             swap = rng.random() < 0.5
             if distractor is not None and swap:
                 before_path = distractor
-        ids, mask = self.tokenizer.batch([caption], self.max_words)
-        return {
-            "before": self.images.tensor(before_path),
-            "after": self.images.tensor(pair.after),
-            "text_ids": ids[0],
-            "text_mask": mask[0],
-            "index": index,
-        }
+        return self._item(before_path, pair.after, caption, pair.change_type, index, rng)
 
     def _reversed_twin(self, index: int) -> dict:
         """Pair ``twins[index - len(pairs)]`` backwards (after → before) with a caption of the opposite change;
@@ -228,14 +227,33 @@ class AdaptationDataset(_PairDataset):
         caption = reverse_caption(caption, pair.change_type, rng)
         distractor, _ = self.distractor_of(pair)
         after_path = distractor if distractor is not None and rng.random() < 0.5 else pair.before
+        return self._item(pair.after, after_path, caption, OPPOSITE[pair.change_type], index, rng)
+
+    def _item(
+        self,
+        before: Path,
+        after: Path,
+        caption: str,
+        change_type: str,
+        index: int,
+        rng: np.random.Generator | None,
+    ) -> dict:
         ids, mask = self.tokenizer.batch([caption], self.max_words)
-        return {
-            "before": self.images.tensor(pair.after),
-            "after": self.images.tensor(after_path),
+        item = {
+            "before": self.images.tensor(before),
+            "after": self.images.tensor(after),
             "text_ids": ids[0],
             "text_mask": mask[0],
             "index": index,
         }
+        if self.type_negatives and rng is not None:
+            k = self.type_negatives
+            negatives = counterfactual_captions(caption, change_type, k, rng)
+            valid = torch.zeros(k, dtype=torch.bool)
+            valid[: len(negatives)] = True
+            neg_ids, _ = self.tokenizer.batch(negatives + [""] * (k - len(negatives)), self.max_words)
+            item.update(neg_text_ids=neg_ids, neg_valid=valid)
+        return item
 
 
 class CaptionDataset(_PairDataset):

@@ -10,7 +10,7 @@ import torch
 
 from clip4idc.change_type import classify_change
 from clip4idc.data import AdaptationDataset, load_pairs
-from clip4idc.data.reverse import reference_of, reverse_caption, reversible
+from clip4idc.data.rewrite import counterfactual_captions, reference_of, reverse_caption, reversible
 from clip4idc.data.synthetic import generate
 from clip4idc.train import Dist, GlobalBatchSampler, TrainConfig
 
@@ -85,7 +85,7 @@ def test_sampler_keeps_groups_adjacent_and_is_unchanged_without_them():
 
 
 def test_reverse_twins_is_for_stage_1_only():
-    with pytest.raises(ValueError, match="reverse_twins is for stage adapt"):
+    with pytest.raises(ValueError, match="reverse_twins and type_negatives are for stage adapt"):
         TrainConfig(stage="finetune", reverse_twins=True)
     assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
 
@@ -110,3 +110,38 @@ def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
         assert res["add"]["n"] == sum(p.change_type == "add" for p in chosen)
     with pytest.raises(ValueError, match="add/drop pairs"):
         direction_accuracy(model, [p for p in pairs if p.change_type == "move"])
+
+
+def test_counterfactuals_name_the_same_object_with_other_changes(synth):
+    rng = np.random.default_rng(0)
+    pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"]
+    assert {p.change_type for p in pairs} == {"color", "material", "add", "drop", "move"}
+    for p in pairs:
+        ref = reference_of(p.captions[0], p.change_type)
+        assert ref is not None, p.captions[0]
+        negatives = counterfactual_captions(p.captions[0], p.change_type, 4, rng)
+        types = [classify_change(c) for c in negatives]
+        assert sorted(types) == sorted(
+            t for t in ("color", "material", "add", "drop", "move") if t != p.change_type
+        )
+        for c, t in zip(negatives, types):
+            other = reference_of(c, t)
+            assert other is not None and other.split(" that ")[0] == ref.split(" that ")[0], (c, ref)
+    assert counterfactual_captions("the cube went on holiday", "move", 2, rng) == []
+    assert len(counterfactual_captions(pairs[0].captions[0], pairs[0].change_type, 2, rng)) == 2
+
+
+def test_type_negative_items(synth):
+    pairs = load_pairs(synth, "clevr", "train")
+    ds = AdaptationDataset(
+        pairs, train=True, resolution=32, max_words=24, reverse_twins=True, type_negatives=3
+    )
+    plain = AdaptationDataset(pairs, train=True, resolution=32, max_words=24, reverse_twins=True)
+    for i in (0, len(ds.pairs)):  # a forward pair and a reversed twin
+        item, same = ds[i], plain[i]
+        assert item["neg_text_ids"].shape == (3, 24) and item["neg_valid"].all()
+        assert torch.equal(item["text_ids"], same["text_ids"])  # the extra draws come after the old ones
+        assert torch.equal(item["before"], same["before"]) and torch.equal(item["after"], same["after"])
+    assert "neg_text_ids" not in AdaptationDataset(pairs, train=False, resolution=32, type_negatives=3)[0]
+    with pytest.raises(ValueError, match="type_negatives must be 0-4"):
+        TrainConfig(stage="adapt", type_negatives=5)
