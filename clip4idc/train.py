@@ -235,14 +235,13 @@ class GlobalBatchSampler(Sampler[list[int]]):
     def __iter__(self):
         if not self.shuffle:
             order = list(range(self.n))
-        elif self.groups is None:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
         else:
             g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-            order = [
-                i for j in torch.randperm(len(self.groups), generator=g).tolist() for i in self.groups[j]
-            ]
+            if self.groups is None:
+                order = torch.randperm(self.n, generator=g).tolist()
+            else:
+                perm = torch.randperm(len(self.groups), generator=g).tolist()
+                order = [i for j in perm for i in self.groups[j]]
         for b in range(self.n // self.global_batch):
             batch = order[b * self.global_batch : (b + 1) * self.global_batch]
             rank_part = batch[
@@ -279,14 +278,13 @@ class StageLoss(nn.Module):
             pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
             negatives = None
             if "neg_text_ids" in batch:  # type_negatives: each pair's own counterfactual captions
-                ids = batch["neg_text_ids"]
-                neg, _ = m.encode_text(ids.flatten(0, 1))
-                neg = gather_with_grad(neg.float(), self.d).view(pair.shape[0], ids.shape[1], -1)
+                b, k = pair.shape[0], batch["neg_text_ids"].shape[1]
+                neg, _ = m.encode_text(batch["neg_text_ids"].flatten(0, 1))
+                neg = gather_with_grad(neg.float(), self.d)  # (b·k, E), pair i's k negatives together
                 valid = gather_with_grad(batch["neg_valid"].float(), self.d).bool()
-                scale = m.clip.logit_scale.exp()
-                p = pair / pair.norm(dim=-1, keepdim=True)
-                n = neg / neg.norm(dim=-1, keepdim=True)
-                negatives = (scale * (n @ p.unsqueeze(-1)).squeeze(-1)).masked_fill(~valid, float("-inf"))
+                rows = torch.arange(b, device=pair.device)
+                negatives = m.retrieval_logits(neg, pair).view(b, k, b)[rows, :, rows]
+                negatives = negatives.masked_fill(~valid, float("-inf"))
             return contrastive_loss(m.retrieval_logits(text, pair), negatives)
         loss = self._caption_term(
             batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
