@@ -1435,9 +1435,9 @@ NB05 = [
         embedding should prefer the true one; `analysis.direction_accuracy` counts how often it does on the
         add/drop pairs, against the same caption rewritten to the opposite change. 50 % is an encoder blind
         to direction. Stage 1 only learns what tells captions apart *within a batch*, and two such captions
-        rarely meet in a random one: the bundled demo model scored 52 % until its last adaptation stage
-        (`reverse_twins`) put every add/drop pair and its reversed twin in one batch, which took it to 93 %
-        and its captions' additions from 1 % to 92 % right.
+        rarely meet in a random one: the bundled demo model scored 52 % until an adaptation stage
+        (`reverse_twins`) put every add/drop pair and its reversed twin in one batch, which took it to 99 %
+        and its captions' additions from 1 % to 95 % right.
         """
     ),
     code(
