@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,7 +29,10 @@ from clip4idc.checkpoint import read_state_dict  # noqa: E402
 from clip4idc.data.datasets import CaptionDataset  # noqa: E402
 from clip4idc.data.synthetic import generate  # noqa: E402
 from clip4idc.inference import generate_captions  # noqa: E402
-from clip4idc.train import TrainConfig, train  # noqa: E402
+from clip4idc.train import train  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.test_train import run_cfg  # noqa: E402  (the CPU resume test's run, here on CUDA)
 
 FAILED: list[str] = []
 
@@ -71,29 +75,6 @@ def captions(work: Path) -> None:
     print(f"info sample: {cpu[0]!r} | {cpu[1]!r}", flush=True)
 
 
-def tiny_run(data: Path, out: Path, stage: str, precision: str, **kw) -> TrainConfig:
-    """The CPU resume test's run (tests/test_train.py), on CUDA."""
-    return TrainConfig(
-        stage=stage,
-        data=str(data),
-        out=str(out),
-        model="tiny",
-        epochs=2,
-        batch_size=8,
-        batch_size_val=16,
-        lr=1e-3,
-        coef_lr=1.0,
-        max_words=20,
-        workers=0,
-        val_every=0,
-        progress=False,
-        seed=11,
-        device="cuda",
-        precision=precision,
-        **kw,
-    )
-
-
 def resume(work: Path) -> None:
     data = work / "synth_tiny"
     generate(data, pairs=40, size=(64, 48), seed=3, workers=4, val_frac=0.2, test_frac=0.2, progress=False)
@@ -103,10 +84,11 @@ def resume(work: Path) -> None:
             tag = f"{stage}-{precision}-{'det' if deterministic else 'default'}"
             root = work / tag
 
-            train(tiny_run(data, root / "a", stage, precision))
-            train(tiny_run(data, root / "b", stage, precision))
-            train(tiny_run(data, root / "split", stage, precision, stop_after=1))
-            train(tiny_run(data, root / "split", stage, precision), resume=True)
+            on_cuda = {"device": "cuda", "precision": precision}
+            train(run_cfg(data, root / "a", stage, **on_cuda))
+            train(run_cfg(data, root / "b", stage, **on_cuda))
+            train(run_cfg(data, root / "split", stage, stop_after=1, **on_cuda))
+            train(run_cfg(data, root / "split", stage, **on_cuda), resume=True)
             a, b, s = (read_state_dict(root / x / "last") for x in ("a", "b", "split"))
             rerun = max((a[k].float() - b[k].float()).abs().max().item() for k in a)
             res = max((a[k].float() - s[k].float()).abs().max().item() for k in a)
