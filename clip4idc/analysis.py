@@ -15,6 +15,8 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
   colour, material and shape right (and which values it says): what the encoder does and does not see.
 * :func:`direction_accuracy` - on add/drop pairs, how often the pair embedding prefers its caption to the
   same caption with the change reversed (added ↔ removed): does the encoder know which image has the object?
+* :func:`counterfactual_accuracy` - the same question for the kind of change: does a pair prefer its caption
+  to the same object moved, recoloured, made shiny, added or removed?
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """
@@ -332,6 +334,38 @@ def attribute_accuracy(
     return out
 
 
+def _prefers_own_caption(
+    model: Any,
+    chosen: Sequence[Any],
+    alternatives: Sequence[Sequence[str]],
+    max_words: int,
+    batch_size: int,
+    device: str,
+    precision: str,
+) -> dict[str, dict[str, float]]:
+    """Per change type and ``all``: the % of pairs whose pooled embedding is closer to their first caption
+    than to every one of their ``alternatives``, and how many pairs (``n``)."""
+    from .data.datasets import AdaptationDataset
+    from .inference import encode_pairs, encode_texts
+
+    ds = AdaptationDataset(chosen, train=False, resolution=model.config.resolution, max_words=max_words)
+    pooled = encode_pairs(model, ds, batch_size, device, precision)
+    pooled = pooled / pooled.norm(dim=-1, keepdim=True)
+    texts = [c for p, alts in zip(chosen, alternatives) for c in (p.captions[0], *alts)]
+    text = encode_texts(model, texts, max_words, 4 * batch_size, device, precision)
+    text = text / text.norm(dim=-1, keepdim=True)
+    right, start = [], 0
+    for i, alts in enumerate(alternatives):
+        sims = text[start : start + 1 + len(alts)] @ pooled[i]
+        right.append(bool(sims[0] > sims[1:].max()))
+        start += 1 + len(alts)
+    out: dict[str, dict[str, float]] = {}
+    for name in (*sorted({p.change_type for p in chosen}), "all"):
+        hits = [r for r, p in zip(right, chosen) if name in ("all", p.change_type)]
+        out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
+    return out
+
+
 def direction_accuracy(
     model: Any,
     pairs: Sequence[Any],
@@ -347,26 +381,39 @@ def direction_accuracy(
 
     Only pairs whose captions come from the synthetic templates count (others cannot be reversed).
     """
-    from .data.datasets import AdaptationDataset
     from .data.rewrite import reverse_caption, reversible
-    from .inference import encode_pairs, encode_texts
 
     chosen = [p for p in pairs if p.change_type in ("add", "drop") and reversible(p.captions, p.change_type)]
     if not chosen:
         raise ValueError("direction_accuracy needs add/drop pairs with synthetic-template captions")
     rng = np.random.default_rng(seed)
-    ds = AdaptationDataset(chosen, train=False, resolution=model.config.resolution, max_words=max_words)
-    pooled = encode_pairs(model, ds, batch_size, device, precision)
-    forward = [p.captions[0] for p in chosen]
-    backward = [reverse_caption(c, p.change_type, rng) for c, p in zip(forward, chosen)]
-    text = encode_texts(model, forward + backward, max_words, 4 * batch_size, device, precision)
-    text = text / text.norm(dim=-1, keepdim=True)
-    pooled = pooled / pooled.norm(dim=-1, keepdim=True)
-    n = len(chosen)
-    right = ((text[:n] * pooled).sum(-1) > (text[n:] * pooled).sum(-1)).tolist()
-    out: dict[str, dict[str, float]] = {}
-    for name, keep in (("add", "add"), ("drop", "drop"), ("all", None)):
-        hits = [r for r, p in zip(right, chosen) if keep is None or p.change_type == keep]
-        if hits:
-            out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
-    return out
+    backward = [[reverse_caption(p.captions[0], p.change_type, rng)] for p in chosen]
+    return _prefers_own_caption(model, chosen, backward, max_words, batch_size, device, precision)
+
+
+def counterfactual_accuracy(
+    model: Any,
+    pairs: Sequence[Any],
+    max_words: int = 32,
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "fp32",
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Per change type and ``all``: the % of change pairs whose pooled embedding prefers their first caption
+    to all four rewrites of it with the other changes (:func:`clip4idc.data.rewrite.counterfactual_captions`:
+    same object, moved / recoloured / removed ...), and ``n``. 20 % is chance: does the encoder know *what*
+    happened to the object? Only pairs whose first caption follows the synthetic templates count.
+    """
+    from .data.rewrite import counterfactual_captions
+
+    rng = np.random.default_rng(seed)
+    chosen, alternatives = [], []
+    for p in pairs:
+        alts = counterfactual_captions(p.captions[0], p.change_type, 4, rng) if p.captions else []
+        if alts:
+            chosen.append(p)
+            alternatives.append(alts)
+    if not chosen:
+        raise ValueError("counterfactual_accuracy needs change pairs with synthetic-template captions")
+    return _prefers_own_caption(model, chosen, alternatives, max_words, batch_size, device, precision)

@@ -145,3 +145,23 @@ def test_type_negative_items(synth):
     assert "neg_text_ids" not in AdaptationDataset(pairs, train=False, resolution=32, type_negatives=3)[0]
     with pytest.raises(ValueError, match="type_negatives must be 0-4"):
         TrainConfig(stage="adapt", type_negatives=5)
+
+
+def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
+    import clip4idc
+    import clip4idc.inference as inference
+    from clip4idc.analysis import counterfactual_accuracy
+
+    pairs = load_pairs(synth, "clevr", "train")
+    chosen = [p for p in pairs if p.change_type != "no_change"]
+    model = clip4idc.build_model("tiny").eval()
+    rng = np.random.default_rng(0)
+    first_rewrite = [counterfactual_captions(p.captions[0], p.change_type, 4, rng)[0] for p in chosen]
+    for texts, expected in (([p.captions[0] for p in chosen], 100.0), (first_rewrite, 0.0)):
+        oracle = inference.encode_texts(model, texts, 24)
+        monkeypatch.setattr(inference, "encode_pairs", lambda *a, oracle=oracle, **k: oracle)
+        res = counterfactual_accuracy(model, pairs, max_words=24, seed=0)
+        assert res["all"] == {"accuracy": expected, "n": len(chosen)}
+        assert set(res) == {"color", "material", "add", "drop", "move", "all"}
+    with pytest.raises(ValueError, match="synthetic-template captions"):
+        counterfactual_accuracy(model, [p for p in pairs if p.change_type == "no_change"])
