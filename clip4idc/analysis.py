@@ -24,7 +24,7 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -336,18 +336,29 @@ def attribute_accuracy(
 
 def _prefers_own_caption(
     model: Any,
-    chosen: Sequence[Any],
-    alternatives: Sequence[Sequence[str]],
+    pairs: Sequence[Any],
+    rewrite: Callable[[Any, np.random.Generator], list[str]],
     max_words: int,
     batch_size: int,
     device: str,
     precision: str,
-) -> dict[str, dict[str, float]]:
+    seed: int,
+) -> dict[str, dict[str, float]] | None:
     """Per change type and ``all``: the % of pairs whose pooled embedding is closer to their first caption
-    than to every one of their ``alternatives``, and how many pairs (``n``)."""
+    than to every rewrite of it (``rewrite(pair, rng)``; pairs it gives none are left out), and how many
+    pairs (``n``). None when no pair has a rewrite."""
     from .data.datasets import AdaptationDataset
     from .inference import encode_pairs, encode_texts
 
+    rng = np.random.default_rng(seed)
+    chosen, alternatives = [], []
+    for p in pairs:
+        alts = rewrite(p, rng) if p.captions else []
+        if alts:
+            chosen.append(p)
+            alternatives.append(alts)
+    if not chosen:
+        return None
     ds = AdaptationDataset(chosen, train=False, resolution=model.config.resolution, max_words=max_words)
     pooled = encode_pairs(model, ds, batch_size, device, precision)
     pooled = pooled / pooled.norm(dim=-1, keepdim=True)
@@ -379,16 +390,18 @@ def direction_accuracy(
     their first caption than to that caption reversed (:func:`clip4idc.data.rewrite.reverse_caption`), and
     how many pairs (``n``). 50 % is chance: an encoder blind to which image holds the object.
 
-    Only pairs whose captions come from the synthetic templates count (others cannot be reversed).
+    Only add/drop pairs whose first caption comes from the synthetic templates count.
     """
-    from .data.rewrite import reverse_caption, reversible
+    from .data.rewrite import reverse_caption
 
-    chosen = [p for p in pairs if p.change_type in ("add", "drop") and reversible(p.captions, p.change_type)]
-    if not chosen:
+    def reverse(p: Any, rng: np.random.Generator) -> list[str]:
+        backward = reverse_caption(p.captions[0], p.change_type, rng)
+        return [backward] if backward else []
+
+    out = _prefers_own_caption(model, pairs, reverse, max_words, batch_size, device, precision, seed)
+    if out is None:
         raise ValueError("direction_accuracy needs add/drop pairs with synthetic-template captions")
-    rng = np.random.default_rng(seed)
-    backward = [[reverse_caption(p.captions[0], p.change_type, rng)] for p in chosen]
-    return _prefers_own_caption(model, chosen, backward, max_words, batch_size, device, precision)
+    return out
 
 
 def counterfactual_accuracy(
@@ -407,13 +420,10 @@ def counterfactual_accuracy(
     """
     from .data.rewrite import counterfactual_captions
 
-    rng = np.random.default_rng(seed)
-    chosen, alternatives = [], []
-    for p in pairs:
-        alts = counterfactual_captions(p.captions[0], p.change_type, 4, rng) if p.captions else []
-        if alts:
-            chosen.append(p)
-            alternatives.append(alts)
-    if not chosen:
+    def others(p: Any, rng: np.random.Generator) -> list[str]:
+        return counterfactual_captions(p.captions[0], p.change_type, 4, rng)
+
+    out = _prefers_own_caption(model, pairs, others, max_words, batch_size, device, precision, seed)
+    if out is None:
         raise ValueError("counterfactual_accuracy needs change pairs with synthetic-template captions")
-    return _prefers_own_caption(model, chosen, alternatives, max_words, batch_size, device, precision)
+    return out

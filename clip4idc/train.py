@@ -334,12 +334,12 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
     )
-    twins = (
+    negatives = (  # stage 1 only: harder negatives from rewritten synthetic captions
         {"reverse_twins": cfg.reverse_twins, "type_negatives": cfg.type_negatives}
         if cfg.stage == "adapt"
         else {}
     )
-    return kind(train_pairs, train=True, **common, **twins), kind(val_pairs, train=False, **common)
+    return kind(train_pairs, train=True, **common, **negatives), kind(val_pairs, train=False, **common)
 
 
 def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.device, verbose: bool) -> None:
