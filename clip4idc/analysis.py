@@ -17,6 +17,9 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
   same caption with the change reversed (added ↔ removed): does the encoder know which image has the object?
 * :func:`counterfactual_accuracy` - the same question for the kind of change: does a pair prefer its caption
   to the same object moved, recoloured, made shiny, added or removed?
+* :func:`detection_accuracy` - the question from the image side: is a change caption closer to its pair than
+  to the same scene with nothing changed (the before image and its distractor)? Can the encoder tell a
+  change from camera jitter?
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """
@@ -35,6 +38,9 @@ __all__ = [
     "TYPE_ORDER",
     "attribute_accuracy",
     "confusion_matrix",
+    "counterfactual_accuracy",
+    "detection_accuracy",
+    "direction_accuracy",
     "examples_per_type",
     "format_rows",
     "per_type_rows",
@@ -426,4 +432,50 @@ def counterfactual_accuracy(
     out = _prefers_own_caption(model, pairs, others, max_words, batch_size, device, precision, seed)
     if out is None:
         raise ValueError("counterfactual_accuracy needs change pairs with synthetic-template captions")
+    return out
+
+
+def detection_accuracy(
+    model: Any,
+    pairs: Sequence[Any],
+    max_words: int = 32,
+    batch_size: int = 64,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> dict[str, dict[str, float]]:
+    """Per change type and ``all``: the % of change pairs whose first caption is closer to the pair than to
+    the same scene unchanged (its before image and its distractor, CLEVR-Change's camera/light jitter), and
+    ``n``. 50 % is chance: an encoder that cannot tell this change from jitter. Needs pairs with a
+    distractor (CLEVR-Change and the synthetic sets); any caption wording works.
+
+    Why: the captioner called most moves and many material changes "no change"; this asks whether the
+    pair embedding already confuses them, before any decoder is trained.
+    """
+    from dataclasses import replace
+
+    from .data.datasets import AdaptationDataset, CaptionDataset
+    from .inference import encode_pairs, encode_texts
+
+    chosen = [p for p in pairs if p.change_type != "no_change" and p.captions and p.distractor is not None]
+    if not chosen:
+        raise ValueError("detection_accuracy needs change pairs with a distractor image (CLEVR-Change style)")
+    res = model.config.resolution
+    pooled = encode_pairs(
+        model,
+        AdaptationDataset(chosen, train=False, resolution=res, max_words=max_words),
+        batch_size,
+        device,
+        precision,
+    )
+    still = [replace(p, after=p.distractor, change_type="no_change") for p in chosen]
+    unchanged = encode_pairs(
+        model, CaptionDataset(still, train=False, resolution=res), batch_size, device, precision
+    )
+    text = encode_texts(model, [p.captions[0] for p in chosen], max_words, 4 * batch_size, device, precision)
+    text, pooled, unchanged = (x / x.norm(dim=-1, keepdim=True) for x in (text, pooled, unchanged))
+    right = ((text * pooled).sum(-1) > (text * unchanged).sum(-1)).tolist()
+    out: dict[str, dict[str, float]] = {}
+    for name in (*sorted({p.change_type for p in chosen}), "all"):
+        hits = [r for r, p in zip(right, chosen) if name in ("all", p.change_type)]
+        out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
     return out

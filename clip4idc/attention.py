@@ -23,6 +23,10 @@ class token, patches row-major):
   A hit is when the peak cell of that map, mapped to the original image by its centre, falls inside the
   changed object's box (:func:`clip4idc.metrics.pointing_hit`). For ``drop`` changes the object is gone from the after image, so
   its box from the before image is used (same camera up to a small jitter).
+* **Gradient maps** (:func:`gradient_maps`), a check on the attention: input × gradient (Shrikumar et al.,
+  2016; Simonyan et al., 2014) of the caption's log-probability at each patch embedding, positive part, per
+  image. Attention says where the decoder read; this says which patches the words depend on.
+  ``pointing_game(method="gradient")`` plays the sum of the two images' maps (a change shows in either).
 """
 
 from __future__ import annotations
@@ -610,6 +614,50 @@ def scene_id_of(pair: Any) -> str | None:
     return str(int(digits[-1]))
 
 
+def gradient_maps(
+    model: torch.nn.Module, before: torch.Tensor, after: torch.Tensor, token_ids: Sequence[Sequence[int]]
+) -> np.ndarray:
+    """(B, 2, g, g) input × gradient maps of preprocessed pairs for their captions' token ids (without the
+    start token, e.g. :attr:`CaptionAttention.token_ids`): for each patch of the before (0) and after (1)
+    image, the positive part of ⟨patch embedding, ∂ log p(caption) / ∂ patch embedding⟩.
+
+    Why: attention weights show where the decoder read, not what its words depend on (the joint blocks and
+    the decoder's own encoder mix the tokens first). A patch scores high here only if changing its
+    embedding would change the caption's probability.
+    """
+    if model.decoder is None:
+        raise Clip4idcError("this model has no caption decoder")
+    if len(token_ids) != before.shape[0]:
+        raise ValueError(f"{len(token_ids)} captions for {before.shape[0]} pairs")
+    grabbed: dict[str, torch.Tensor] = {}
+
+    def keep(_module: Any, _inputs: Any, out: torch.Tensor) -> None:
+        out.retain_grad()
+        grabbed["patches"] = out
+
+    handle = model.clip.visual.conv1.register_forward_hook(keep)
+    try:
+        with torch.enable_grad():
+            before = before.detach().requires_grad_(True)  # so the patch embeddings carry a gradient
+            hidden = model.encode_pair(before, after.detach()).hidden
+            total = hidden.new_zeros(())
+            for b, ids in enumerate(token_ids):
+                ids = [int(i) for i in ids]
+                if not ids:
+                    continue
+                inp = torch.tensor([[SOT_ID, *ids[:-1]]], device=hidden.device)
+                logp = model.decoder(hidden[b : b + 1], inp, torch.ones_like(inp)).float().log_softmax(-1)
+                total = total + logp[0, torch.arange(len(ids)), torch.tensor(ids, device=hidden.device)].sum()
+            patches = grabbed["patches"]
+            grad = torch.autograd.grad(total, patches, allow_unused=True)[0] if total.requires_grad else None
+    finally:
+        handle.remove()
+    if grad is None:
+        grad = torch.zeros_like(patches)
+    relevance = (patches.detach().float() * grad.float()).sum(dim=1).clamp(min=0)  # (2B, g, g)
+    return relevance.view(before.shape[0], 2, *relevance.shape[1:]).cpu().numpy()
+
+
 def pointing_game(
     model: torch.nn.Module,
     pairs: Iterable[Any] | None,
@@ -617,18 +665,22 @@ def pointing_game(
     batch_size: int = 16,
     captions: dict[str, str] | None = None,
     max_words: int | None = None,
+    method: str = "attention",
 ) -> dict[str, Any]:
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
     ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
     play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
-    :meth:`CaptionAttention.change_map` (mean over words of the after-image map); no-change scenes are
+    :meth:`CaptionAttention.change_map` (mean over words of the after-image map), or with
+    ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; no-change scenes are
     skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``. A dict passed as
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
     decode those pairs a second time.
     """
     from .data.synthetic import change_boxes, load_scenes
 
+    if method not in ("attention", "gradient"):
+        raise ValueError(f"method must be 'attention' or 'gradient', got {method!r}")
     root = Path(scenes_root)
     scenes = load_scenes(root)
     refs = list(scenes) if pairs is None else [scene_id_of(p) for p in pairs]
@@ -652,10 +704,14 @@ def pointing_game(
         bef, aft = preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution)
         with torch.no_grad():
             hidden = model.encode_pair(bef.to(device), aft.to(device)).hidden
-        for res, (_, _, change, boxes, sid), img in zip(
-            captions_from_hidden(model, hidden, max_words=max_words), chunk, aft_imgs
-        ):
-            hits.setdefault(change, []).append(after_peak_hit(res.change_map(), boxes, img.size))
+        results = captions_from_hidden(model, hidden, max_words=max_words)
+        if method == "gradient":
+            grads = gradient_maps(model, bef.to(device), aft.to(device), [r.token_ids for r in results])
+            maps = [g.sum(axis=0) for g in grads]
+        else:
+            maps = [r.change_map() for r in results]
+        for res, heat, (_, _, change, boxes, sid), img in zip(results, maps, chunk, aft_imgs):
+            hits.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
             if captions is not None:
                 captions[sid] = res.caption
     every = [h for v in hits.values() for h in v]

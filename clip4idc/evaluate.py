@@ -19,6 +19,9 @@ Conventions:
   object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
 * On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
   the object (:func:`clip4idc.analysis.direction_accuracy`; 50 % is chance).
+* On CLEVR-Change-style pairs (with a distractor), ``detection_accuracy`` says whether a change caption is
+  closer to its pair than to the same scene unchanged (:func:`clip4idc.analysis.detection_accuracy`; 50 % is
+  chance): can the encoder tell the change from camera jitter?
 * Whatever cannot be measured is ``null`` with a ``*_status`` string saying why - never a made-up number.
 * Output files are written only after everything is computed, each atomically: an interrupted or failed
   run leaves an existing ``OUT`` untouched. ``metrics.json`` is written last.
@@ -203,6 +206,19 @@ def _direction(
     return result, "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)"
 
 
+def _detection(
+    model: Any, pairs: list, max_words: int, batch_size: int, dev: torch.device, precision: str
+) -> tuple[dict | None, str]:
+    """:func:`clip4idc.analysis.detection_accuracy` where change pairs have a distractor image."""
+    from .analysis import detection_accuracy
+
+    try:
+        result = detection_accuracy(model, pairs, max_words, batch_size, dev, precision)
+    except ValueError:
+        return None, "not applicable: no change pairs with a distractor image"
+    return result, "ok (change caption: its pair vs the same scene unchanged; chance 50 %)"
+
+
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
     from .analysis import attribute_accuracy
@@ -379,6 +395,7 @@ def evaluate(
     )
 
     direction, direction_status = _direction(model, pairs, max_words, batch_size, dev, precision)
+    detection, detection_status = _detection(model, pairs, max_words, batch_size, dev, precision)
 
     # 6. mean-sentence baseline
     if baseline:
@@ -418,6 +435,8 @@ def evaluate(
     )
     metrics["direction_accuracy"] = direction
     metrics["direction_accuracy_status"] = direction_status
+    metrics["detection_accuracy"] = detection
+    metrics["detection_accuracy_status"] = detection_status
 
     if is_clevr:
         per_type: dict[str, dict[str, Any]] = {}
@@ -522,6 +541,12 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
         lines.append(
             "direction (pair prefers its add/drop caption to the reversed one; chance 50): "
             + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in direction.items())
+        )
+    detection = metrics.get("detection_accuracy")
+    if detection:
+        lines.append(
+            "detection (change caption prefers its pair to the scene unchanged; chance 50): "
+            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in detection.items())
         )
     base = metrics.get("baseline")
     if base:

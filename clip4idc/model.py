@@ -38,15 +38,22 @@ class PairEncoding:
     attentions: list[torch.Tensor] = field(default_factory=list)
 
 
-def contrastive_loss(logits: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+def contrastive_loss(
+    logits: torch.Tensor,
+    negatives: torch.Tensor | None = None,
+    pair_negatives: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The original's ``CrossEn`` over both directions: mean of text→pair and pair→text cross-entropy.
 
     ``negatives`` (pairs × extra texts, ``-inf`` where absent): logits of caption-only negatives (texts
-    that describe no pair in the batch), appended to each pair's pair→text row.
+    that describe no pair in the batch), appended to each pair's pair→text row. ``pair_negatives`` (texts ×
+    extra pairs): logits of pair-only negatives (pairs no caption of the batch describes, e.g. unchanged
+    scenes), appended to each caption's text→pair row.
     """
     targets = torch.arange(logits.shape[0], device=logits.device)
+    text_to_pair = logits if pair_negatives is None else torch.cat([logits, pair_negatives], dim=1)
     pair_to_text = logits.t() if negatives is None else torch.cat([logits.t(), negatives], dim=1)
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(pair_to_text, targets)) / 2
+    return (F.cross_entropy(text_to_pair, targets) + F.cross_entropy(pair_to_text, targets)) / 2
 
 
 def caption_loss(logits: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,7 @@ class TrainConfig:
     )
     reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
     type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
+    unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -94,9 +95,10 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}")
         if self.weight_decay is None:
             self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
-        if (self.reverse_twins or self.type_negatives) and self.stage != "adapt":
+        if (self.reverse_twins or self.type_negatives or self.unchanged_negatives) and self.stage != "adapt":
             raise ValueError(
-                "reverse_twins and type_negatives are for stage adapt (the contrastive loss's negatives)"
+                "reverse_twins, type_negatives and unchanged_negatives are for stage adapt "
+                "(the contrastive loss's negatives)"
             )
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
@@ -285,7 +287,11 @@ class StageLoss(nn.Module):
                 rows = torch.arange(b, device=pair.device)
                 negatives = m.retrieval_logits(neg, pair).view(b, k, b)[rows, :, rows]
                 negatives = negatives.masked_fill(~valid, float("-inf"))
-            return contrastive_loss(m.retrieval_logits(text, pair), negatives)
+            pair_negatives = None
+            if "still_before" in batch:  # unchanged_negatives: no caption of the batch describes these pairs
+                still = m.encode_pair(batch["still_before"], batch["still_after"]).pooled
+                pair_negatives = m.retrieval_logits(text, gather_with_grad(still.float(), self.d))
+            return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
         loss = self._caption_term(
             batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
         )
@@ -335,7 +341,11 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         in_memory=cfg.cache_in_memory,
     )
     negatives = (  # stage 1 only: harder negatives from rewritten synthetic captions
-        {"reverse_twins": cfg.reverse_twins, "type_negatives": cfg.type_negatives}
+        {
+            "reverse_twins": cfg.reverse_twins,
+            "type_negatives": cfg.type_negatives,
+            "unchanged_negatives": cfg.unchanged_negatives,
+        }
         if cfg.stage == "adapt"
         else {}
     )

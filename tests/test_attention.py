@@ -206,3 +206,61 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     assert played["n"] == sum(p.change_type != "no_change" for p in pairs) > 0
     with pytest.raises(clip4idc.Clip4idcError):
         A.pointing_game(model, [99], tmp_path)
+
+
+def test_gradient_maps_are_input_times_gradient_per_pair() -> None:
+    """One pair's map is the same alone or in a batch (no cross-talk through the summed score), it is
+    ⟨embedding, gradient⟩⁺ per patch (checked against a direct autograd pass), and zero without a caption."""
+    model = tiny_model(48, 16)
+    bef, aft = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(1)).chunk(2)
+    pairs = (torch.cat([bef, aft]), torch.cat([aft, bef]))
+    ids = [[320, 1929, 286], [518, 3063]]
+    both = A.gradient_maps(model, *pairs, ids)
+    assert both.shape == (2, 2, 3, 3) and (both >= 0).all() and both.sum() > 0
+    alone = A.gradient_maps(model, pairs[0][:1], pairs[1][:1], ids[:1])
+    np.testing.assert_allclose(alone[0], both[0], rtol=1e-4, atol=1e-7)
+
+    patches = (
+        model.clip.visual.conv1(torch.stack([bef, aft], dim=1).flatten(0, 1)).detach().requires_grad_(True)
+    )
+    original = model.clip.visual.conv1.forward
+    model.clip.visual.conv1.forward = lambda _x: patches
+    try:
+        hidden = model.encode_pair(bef, aft).hidden
+    finally:
+        model.clip.visual.conv1.forward = original
+    inp = torch.tensor([[SOT_ID, 320, 1929]])
+    logp = (
+        model.decoder(hidden, inp, torch.ones_like(inp)).log_softmax(-1)[0, [0, 1, 2], [320, 1929, 286]].sum()
+    )
+    (grad,) = torch.autograd.grad(logp, patches)
+    want = (patches * grad).sum(dim=1).clamp(min=0).detach().numpy()
+    np.testing.assert_allclose(alone[0], want, rtol=1e-4, atol=1e-7)
+    assert not A.gradient_maps(model, bef, aft, [[]]).any()
+
+
+def test_pointing_game_plays_gradient_maps(tmp_path, monkeypatch) -> None:
+    """method="gradient" plays the same pairs; a map peaked inside the changed object's box always hits."""
+    from clip4idc.data.synthetic import change_boxes, generate, load_scenes
+
+    generate(tmp_path, 4, size=(64, 48), seed=3, progress=False)
+    model = tiny_model(48, 16, max_words=4)
+    out = A.pointing_game(model, None, tmp_path, batch_size=2, method="gradient")
+    assert out["n"] == 4 and 0.0 <= out["overall"] <= 100.0
+    scenes = load_scenes(tmp_path)
+    order = [
+        sid for sid in scenes if A.pointing_boxes(scenes[sid]["change"]["type"], change_boxes(scenes[sid]))
+    ]
+
+    def oracle(model, before, after, token_ids):  # a pixel-sized grid, peaked at the box centre
+        maps = np.zeros((before.shape[0], 2, 48, 64), dtype=np.float32)
+        for b in range(before.shape[0]):
+            scene = scenes[order.pop(0)]
+            x0, y0, x1, y1 = A.pointing_boxes(scene["change"]["type"], change_boxes(scene))[0]
+            maps[b, 1, int((y0 + y1) / 2), int((x0 + x1) / 2)] = 1.0
+        return maps
+
+    monkeypatch.setattr(A, "gradient_maps", oracle)
+    assert A.pointing_game(model, None, tmp_path, batch_size=3, method="gradient")["overall"] == 100.0
+    with pytest.raises(ValueError, match="method"):
+        A.pointing_game(model, None, tmp_path, method="rollout")

@@ -85,7 +85,9 @@ def test_sampler_keeps_groups_adjacent_and_is_unchanged_without_them():
 
 
 def test_reverse_twins_is_for_stage_1_only():
-    with pytest.raises(ValueError, match="reverse_twins and type_negatives are for stage adapt"):
+    with pytest.raises(
+        ValueError, match="reverse_twins, type_negatives and unchanged_negatives are for stage"
+    ):
         TrainConfig(stage="finetune", reverse_twins=True)
     assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
 
@@ -147,6 +149,37 @@ def test_type_negative_items(synth):
         TrainConfig(stage="adapt", type_negatives=5)
 
 
+def test_unchanged_negative_items(synth):
+    """Each item (forward pair or reversed twin) also carries its scene unchanged: the before image and the
+    distractor, in either order; the other fields are those the option-less dataset gives."""
+    pairs = load_pairs(synth, "clevr", "train")
+    ds = AdaptationDataset(
+        pairs, train=True, resolution=32, max_words=24, reverse_twins=True, unchanged_negatives=True
+    )
+    plain = AdaptationDataset(pairs, train=True, resolution=32, max_words=24, reverse_twins=True)
+    orders = set()
+    for i in list(range(len(ds.pairs))) + [len(ds.pairs)]:
+        item, same = ds[i], plain[i]
+        for key in ("before", "after", "text_ids"):
+            assert torch.equal(item[key], same[key])
+        pair = ds.pairs[ds.twins[i - len(ds.pairs)]] if i >= len(ds.pairs) else ds.pairs[i]
+        before, distractor = ds.images.tensor(pair.before), ds.images.tensor(ds.distractor_of(pair)[0])
+        assert not torch.equal(before, distractor)
+        if torch.equal(item["still_before"], before):
+            assert torch.equal(item["still_after"], distractor)
+            orders.add("before first")
+        else:
+            assert torch.equal(item["still_before"], distractor) and torch.equal(item["still_after"], before)
+            orders.add("distractor first")
+    assert orders == {"before first", "distractor first"}
+    assert (
+        "still_before"
+        not in AdaptationDataset(pairs, train=False, resolution=32, unchanged_negatives=True)[0]
+    )
+    with pytest.raises(ValueError, match="unchanged_negatives are for stage adapt"):
+        TrainConfig(stage="finetune", unchanged_negatives=True)
+
+
 def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     import clip4idc
     import clip4idc.inference as inference
@@ -165,3 +198,50 @@ def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monk
         assert set(res) == {"color", "material", "add", "drop", "move", "all"}
     with pytest.raises(ValueError, match="synthetic-template captions"):
         counterfactual_accuracy(model, [p for p in pairs if p.change_type == "no_change"])
+
+
+def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
+    """Change pairs embedded as their captions and unchanged scenes as anything else score 100 %; the other
+    way round 0 %. Only change pairs with a distractor count."""
+    import clip4idc
+    import clip4idc.inference as inference
+    from clip4idc.analysis import detection_accuracy
+
+    pairs = load_pairs(synth, "clevr", "train")
+    chosen = [p for p in pairs if p.change_type != "no_change"]
+    model = clip4idc.build_model("tiny").eval()
+    captions = inference.encode_texts(model, [p.captions[0] for p in chosen], 24)
+    other = inference.encode_texts(model, ["a purple giraffe"] * len(chosen), 24)
+    for first, second, expected in ((captions, other, 100.0), (other, captions, 0.0)):
+        returns = iter([first, second])  # the change pairs, then the same scenes unchanged
+        monkeypatch.setattr(inference, "encode_pairs", lambda *a, returns=returns, **k: next(returns))
+        res = detection_accuracy(model, pairs, max_words=24)
+        assert res["all"] == {"accuracy": expected, "n": len(chosen)}
+        assert set(res) == {"color", "material", "add", "drop", "move", "all"}
+    with pytest.raises(ValueError, match="distractor"):
+        detection_accuracy(model, [p for p in pairs if p.change_type == "no_change"])
+
+
+def test_detection_accuracy_encodes_the_scene_unchanged(synth, monkeypatch):
+    """The second set of pairs it encodes is each change pair's before image with its distractor."""
+    import clip4idc
+    import clip4idc.inference as inference
+    from clip4idc.analysis import detection_accuracy
+    from clip4idc.data.datasets import ImageCache
+
+    pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"][:3]
+    model = clip4idc.build_model("tiny").eval()
+    seen = []
+
+    def spy(model, dataset, *args, **kwargs):
+        seen.append([(dataset[i]["before"], dataset[i]["after"]) for i in range(len(dataset))])
+        return torch.randn(len(dataset), model.config.embed_dim)
+
+    monkeypatch.setattr(inference, "encode_pairs", spy)
+    detection_accuracy(model, pairs, max_words=24)
+
+    images = ImageCache(model.config.resolution)
+    for (bef, aft), p in zip(seen[1], pairs):
+        assert torch.equal(bef, images.tensor(p.before)) and torch.equal(aft, images.tensor(p.distractor))
+    for (bef, aft), p in zip(seen[0], pairs):
+        assert torch.equal(bef, images.tensor(p.before)) and torch.equal(aft, images.tensor(p.after))

@@ -111,6 +111,11 @@ def _batch(stage: str) -> dict[str, torch.Tensor]:
             neg = torch.randint(1, 49000, (n, 2, 10), generator=g)
             neg[..., 0], neg[..., -1] = 49406, 49407
             batch.update(neg_text_ids=neg, neg_valid=torch.tensor([[1, 1], [1, 0], [1, 1], [0, 1]]).bool())
+        if stage == "adapt_unchanged":  # unchanged_negatives: one pair per item that no caption describes
+            batch.update(
+                still_before=torch.randn(n, 3, r, r, generator=g),
+                still_after=torch.randn(n, 3, r, r, generator=g),
+            )
     else:
         lengths = torch.tensor([10, 6, 3, 8])  # unequal token counts per rank
         mask = (torch.arange(10)[None] < lengths[:, None]).long()
@@ -140,7 +145,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("stage", ["adapt", "adapt_negatives", "finetune"])
+@pytest.mark.parametrize("stage", ["adapt", "adapt_negatives", "adapt_unchanged", "finetune"])
 def test_two_gloo_processes_equal_one(tmp_path, stage):
     model = _model(stage)
     loss = StageLoss(model, stage.split("_")[0], Dist())(_batch(stage))
@@ -180,6 +185,28 @@ def test_type_negatives_extend_each_pairs_pair_to_text_row():
         plain = StageLoss(model, "adapt", Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
     assert torch.allclose(got, want, atol=1e-5)
     assert got > plain  # extra negatives can only add to the pair→text loss
+
+
+def test_unchanged_negatives_extend_each_texts_text_to_pair_row():
+    """The loss with pair-only negatives = cross-entropy over [batch pairs | every unchanged pair] for
+    text→pair, pair→text unchanged."""
+    import torch.nn.functional as F
+
+    model, batch = _model("adapt"), _batch("adapt_unchanged")
+    got = StageLoss(model, "adapt", Dist())(batch)
+    with torch.no_grad():
+        pair = model.encode_pair(batch["before"], batch["after"]).pooled
+        still = model.encode_pair(batch["still_before"], batch["still_after"]).pooled
+        text, _ = model.encode_text(batch["text_ids"])
+        logits = model.retrieval_logits(text, pair)
+        targets = torch.arange(4)
+        want = F.cross_entropy(logits.t(), targets) / 2
+        for i in range(4):  # text i against the 4 batch pairs, then the 4 unchanged pairs
+            row = torch.cat([logits[i], model.retrieval_logits(text[i : i + 1], still)[0]])
+            want = want + F.cross_entropy(row[None], targets[i : i + 1]) / 8
+        plain = StageLoss(model, "adapt", Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
+    assert torch.allclose(got, want, atol=1e-5)
+    assert got > plain  # extra negatives can only add to the text→pair loss
 
 
 def test_shared_embeddings_get_their_own_learning_rate():

@@ -171,10 +171,20 @@ class AdaptationDataset(_PairDataset):
     Training options (see :mod:`clip4idc.data.rewrite`, synthetic captions only): ``reverse_twins`` adds
     every add/drop pair seen backwards as items ``len(pairs) + k`` (kept in its pair's batch by
     :meth:`batch_groups`); ``type_negatives = k`` adds ``neg_text_ids`` (k, L) and ``neg_valid`` (k,): the
-    same object with other changes, false captions the loss uses as extra negatives for this pair.
+    same object with other changes, false captions the loss uses as extra negatives for this pair;
+    ``unchanged_negatives`` adds ``still_before``, ``still_after``: the same scene with nothing changed (its
+    before image and its distractor in random order, or the before image twice when there is no distractor),
+    a pair no change caption describes, so the loss can use it as a negative for every caption of the batch.
     """
 
-    def __init__(self, *args, reverse_twins: bool = False, type_negatives: int = 0, **kwargs) -> None:
+    def __init__(
+        self,
+        *args,
+        reverse_twins: bool = False,
+        type_negatives: int = 0,
+        unchanged_negatives: bool = False,
+        **kwargs,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.twins = (
             [
@@ -186,6 +196,7 @@ class AdaptationDataset(_PairDataset):
             else []
         )
         self.type_negatives = int(type_negatives) if self.train else 0
+        self.unchanged_negatives = bool(unchanged_negatives) and self.train
 
     def _select(self, pairs: list[Pair]) -> list[Pair]:
         return [p for p in pairs if _is_change(p)]
@@ -216,7 +227,7 @@ class AdaptationDataset(_PairDataset):
             swap = rng.random() < 0.5
             if distractor is not None and swap:
                 before_path = distractor
-        return self._item(before_path, pair.after, caption, pair.change_type, index, rng)
+        return self._item(before_path, pair.after, caption, pair.change_type, index, rng, pair)
 
     def _reversed_twin(self, index: int) -> dict:
         """Pair ``twins[index - len(pairs)]`` backwards (after → before) with a caption of the opposite change;
@@ -227,7 +238,7 @@ class AdaptationDataset(_PairDataset):
         caption = reverse_caption(caption, pair.change_type, rng)
         distractor, _ = self.distractor_of(pair)
         after_path = distractor if distractor is not None and rng.random() < 0.5 else pair.before
-        return self._item(pair.after, after_path, caption, OPPOSITE[pair.change_type], index, rng)
+        return self._item(pair.after, after_path, caption, OPPOSITE[pair.change_type], index, rng, pair)
 
     def _item(
         self,
@@ -237,6 +248,7 @@ class AdaptationDataset(_PairDataset):
         change_type: str,
         index: int,
         rng: np.random.Generator | None,
+        pair: Pair | None = None,
     ) -> dict:
         ids, mask = self.tokenizer.batch([caption], self.max_words)
         item = {
@@ -253,6 +265,12 @@ class AdaptationDataset(_PairDataset):
             valid[: len(negatives)] = True
             neg_ids, _ = self.tokenizer.batch(negatives + [""] * (k - len(negatives)), self.max_words)
             item.update(neg_text_ids=neg_ids, neg_valid=valid)
+        if self.unchanged_negatives and rng is not None and pair is not None:
+            distractor, _ = self.distractor_of(pair)
+            still = [pair.before, distractor if distractor is not None else pair.before]
+            if rng.random() < 0.5:
+                still.reverse()
+            item.update(still_before=self.images.tensor(still[0]), still_after=self.images.tensor(still[1]))
         return item
 
 
