@@ -340,6 +340,15 @@ def attribute_accuracy(
     return out
 
 
+def _accuracy_by_type(right: Sequence[bool], pairs: Sequence[Any]) -> dict[str, dict[str, float]]:
+    """``{change type and "all": {"accuracy": % of True, "n": pairs}}`` for per-pair outcomes."""
+    out: dict[str, dict[str, float]] = {}
+    for name in (*sorted({p.change_type for p in pairs}), "all"):
+        hits = [r for r, p in zip(right, pairs) if name in ("all", p.change_type)]
+        out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
+    return out
+
+
 def _prefers_own_caption(
     model: Any,
     pairs: Sequence[Any],
@@ -376,11 +385,7 @@ def _prefers_own_caption(
         sims = text[start : start + 1 + len(alts)] @ pooled[i]
         right.append(bool(sims[0] > sims[1:].max()))
         start += 1 + len(alts)
-    out: dict[str, dict[str, float]] = {}
-    for name in (*sorted({p.change_type for p in chosen}), "all"):
-        hits = [r for r, p in zip(right, chosen) if name in ("all", p.change_type)]
-        out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
-    return out
+    return _accuracy_by_type(right, chosen)
 
 
 def direction_accuracy(
@@ -474,8 +479,4 @@ def detection_accuracy(
     text = encode_texts(model, [p.captions[0] for p in chosen], max_words, 4 * batch_size, device, precision)
     text, pooled, unchanged = (x / x.norm(dim=-1, keepdim=True) for x in (text, pooled, unchanged))
     right = ((text * pooled).sum(-1) > (text * unchanged).sum(-1)).tolist()
-    out: dict[str, dict[str, float]] = {}
-    for name in (*sorted({p.change_type for p in chosen}), "all"):
-        hits = [r for r, p in zip(right, chosen) if name in ("all", p.change_type)]
-        out[name] = {"accuracy": 100.0 * float(np.mean(hits)), "n": len(hits)}
-    return out
+    return _accuracy_by_type(right, chosen)

@@ -34,7 +34,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -193,30 +193,15 @@ def _pointing(
     return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
 
 
-def _direction(
-    model: Any, pairs: list, max_words: int, batch_size: int, dev: torch.device, precision: str
+def _embedding_check(
+    check: Callable[..., dict], missing: str, ok: str, model: Any, pairs: list, *args: Any
 ) -> tuple[dict | None, str]:
-    """:func:`clip4idc.analysis.direction_accuracy` where add/drop captions follow the synthetic templates."""
-    from .analysis import direction_accuracy
-
+    """Run a :mod:`clip4idc.analysis` check of the pair embedding (``direction_accuracy``,
+    ``detection_accuracy``); its ValueError means the data has nothing to check, so the status says so."""
     try:
-        result = direction_accuracy(model, pairs, max_words, batch_size, dev, precision)
+        return check(model, pairs, *args), ok
     except ValueError:
-        return None, "not applicable: no add/drop pairs with synthetic-template captions"
-    return result, "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)"
-
-
-def _detection(
-    model: Any, pairs: list, max_words: int, batch_size: int, dev: torch.device, precision: str
-) -> tuple[dict | None, str]:
-    """:func:`clip4idc.analysis.detection_accuracy` where change pairs have a distractor image."""
-    from .analysis import detection_accuracy
-
-    try:
-        result = detection_accuracy(model, pairs, max_words, batch_size, dev, precision)
-    except ValueError:
-        return None, "not applicable: no change pairs with a distractor image"
-    return result, "ok (change caption: its pair vs the same scene unchanged; chance 50 %)"
+        return None, missing
 
 
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
@@ -394,8 +379,25 @@ def evaluate(
         model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
     )
 
-    direction, direction_status = _direction(model, pairs, max_words, batch_size, dev, precision)
-    detection, detection_status = _detection(model, pairs, max_words, batch_size, dev, precision)
+    from .analysis import detection_accuracy, direction_accuracy
+
+    settings = (max_words, batch_size, dev, precision)
+    direction, direction_status = _embedding_check(
+        direction_accuracy,
+        "not applicable: no add/drop pairs with synthetic-template captions",
+        "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)",
+        model,
+        pairs,
+        *settings,
+    )
+    detection, detection_status = _embedding_check(
+        detection_accuracy,
+        "not applicable: no change pairs with a distractor image",
+        "ok (change caption: its pair vs the same scene unchanged; chance 50 %)",
+        model,
+        pairs,
+        *settings,
+    )
 
     # 6. mean-sentence baseline
     if baseline:
