@@ -450,8 +450,9 @@ def detection_accuracy(
 ) -> dict[str, dict[str, float]]:
     """Per change type and ``all``: the % of change pairs whose first caption is closer to the pair than to
     the same scene unchanged (its before image and its distractor, CLEVR-Change's camera/light jitter), and
-    ``n``. 50 % is chance: an encoder that cannot tell this change from jitter. Needs pairs with a
-    distractor (CLEVR-Change and the synthetic sets); any caption wording works.
+    ``n``. 50 % is chance: an encoder that cannot tell this change from jitter. Needs a distractor per
+    pair, or its scene's no-change pair among ``pairs`` (CLEVR-Change, the synthetic sets); any caption
+    wording works.
 
     Why: the captioner called most moves and many material changes "no change"; this asks whether the
     pair embedding already confuses them, before any decoder is trained.
@@ -461,10 +462,13 @@ def detection_accuracy(
     from .data.datasets import AdaptationDataset, CaptionDataset
     from .inference import encode_pairs, encode_texts
 
-    chosen = [p for p in pairs if p.change_type != "no_change" and p.captions and p.distractor is not None]
+    res = model.config.resolution
+    # the training set's own lookup: a pair's distractor, else its scene's no-change pair's after image
+    scan = AdaptationDataset(list(pairs), train=False, resolution=res, max_words=max_words)
+    found = [(p, scan.distractor_of(p)[0]) for p in scan.pairs if p.captions]
+    chosen = [p for p, distractor in found if distractor is not None]
     if not chosen:
         raise ValueError("detection_accuracy needs change pairs with a distractor image (CLEVR-Change style)")
-    res = model.config.resolution
     pooled = encode_pairs(
         model,
         AdaptationDataset(chosen, train=False, resolution=res, max_words=max_words),
@@ -472,7 +476,7 @@ def detection_accuracy(
         device,
         precision,
     )
-    still = [replace(p, after=p.distractor, change_type="no_change") for p in chosen]
+    still = [replace(p, after=d, change_type="no_change") for p, d in found if d is not None]
     unchanged = encode_pairs(
         model, CaptionDataset(still, train=False, resolution=res), batch_size, device, precision
     )

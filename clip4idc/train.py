@@ -340,7 +340,7 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
     )
-    negatives = (  # stage 1 only: harder negatives from rewritten synthetic captions
+    negatives = (  # stage 1 only: harder negatives (data/rewrite.py captions, unchanged scenes)
         {
             "reverse_twins": cfg.reverse_twins,
             "type_negatives": cfg.type_negatives,
