@@ -20,6 +20,8 @@ that on plain dicts and lists (no pandas), so notebooks, scripts and tests slice
 * :func:`detection_accuracy` - the question from the image side: is a change caption closer to its pair than
   to the same scene with nothing changed (the before image and its distractor)? Can the encoder tell a
   change from camera jitter?
+* :func:`retrieval_ceiling` - on a synthetic set, the text→pair R@K the best possible model would expect:
+  a caption that names only "the small object" fits many pairs, so R@1 has a ceiling well below 100 %.
 * :func:`score_candidates` - the per-pair scores of alternative captions for one pair (what a metric
   rewards), each scored against the same corpus of references.
 """
@@ -45,6 +47,7 @@ __all__ = [
     "format_rows",
     "per_type_rows",
     "pointing_chance",
+    "retrieval_ceiling",
     "score_candidates",
     "seed_spread",
     "select_predictions",
@@ -484,3 +487,91 @@ def detection_accuracy(
     text, pooled, unchanged = (x / x.norm(dim=-1, keepdim=True) for x in (text, pooled, unchanged))
     right = ((text * pooled).sum(-1) > (text * unchanged).sum(-1)).tolist()
     return _accuracy_by_type(right, chosen)
+
+
+def _naming_weights(scene: Mapping[str, Any]) -> dict[frozenset, float]:
+    """P(the generator names the changed object by each attribute subset) in its scene: the first unique
+    subset (the full description when unique) half the time, else one unique subset at random."""
+    from .data.synthetic.captions import unique_specs
+    from .data.synthetic.scene import Obj
+
+    objs = [
+        Obj(
+            o["shape"],
+            o["color"],
+            o["material"],
+            o["size"],
+            o["position"][0],
+            o["position"][1],
+            o["rotation"],
+        )
+        for o in scene["objects"]
+    ]
+    specs = [frozenset(s.items()) for s in unique_specs(objs[scene["change"]["object"]], objs)]
+    weights: dict[frozenset, float] = {}
+    for k, spec in enumerate(specs):
+        weights[spec] = weights.get(spec, 0.0) + 0.5 / len(specs) + (0.5 if k == 0 else 0.0)
+    return weights
+
+
+def retrieval_ceiling(
+    pairs: Sequence[Any], scenes: Mapping[str, Mapping[str, Any]], ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, Any]:
+    """The text→pair R@K (%) that the Bayes-optimal retriever expects on these change pairs of a synthetic
+    set, over all their captions, overall and per change type (``per_type``: R@1).
+
+    The ideal model sees every scene exactly and ranks the pairs by how likely the generator was to write
+    the caption for each (:func:`clip4idc.data.synthetic.captions.parse_change_caption` reads what it names;
+    :func:`_naming_weights` says how likely each pair names its object that way), ties broken at random.
+    Captions that name the object by a relation to another one are counted as found (``relational``, % of
+    texts), so the numbers stay upper bounds. Why: "the small object moved" fits dozens of pairs; no encoder
+    can beat that ambiguity, so a retrieval target means little without its ceiling.
+    Raises ValueError when a caption is not the generator's or does not fit its own scene.
+    """
+    from .data.synthetic.captions import parse_change_caption
+
+    chosen = [p for p in pairs if p.change_type not in (None, "no_change") and p.captions]
+    if not chosen:
+        raise ValueError("retrieval_ceiling needs change pairs with captions")
+    changes = [scenes[str(p.pair_id)]["change"] for p in chosen]
+    naming = [_naming_weights(scenes[str(p.pair_id)]) for p in chosen]
+    targets = [(c["type"], c["to"] if c["type"] in ("color", "material") else None) for c in changes]
+    found: dict[int, list[float]] = {k: [] for k in ks}
+    per_type: dict[str, list[float]] = {}
+    relational = 0
+    columns: dict[tuple, np.ndarray] = {}
+    for i, pair in enumerate(chosen):
+        for caption in pair.captions:
+            parsed = parse_change_caption(caption)
+            if parsed is None or (parsed.change_type, parsed.to) != targets[i]:
+                raise ValueError(
+                    f"pair {pair.pair_id}: {caption!r} is not a caption the generator writes for it"
+                )
+            if parsed.spec is None:
+                relational += 1
+                hits = dict.fromkeys(ks, 1.0)
+            else:
+                key = (parsed.change_type, parsed.to, parsed.spec)
+                if key not in columns:
+                    columns[key] = np.array(
+                        [w.get(parsed.spec, 0.0) if t == key[:2] else 0.0 for w, t in zip(naming, targets)]
+                    )
+                weight = columns[key]
+                own = weight[i]
+                if own <= 0:
+                    raise ValueError(
+                        f"pair {pair.pair_id}: {caption!r} does not single out its changed object"
+                    )
+                above = int((weight > own).sum())
+                tied = int((weight == own).sum())
+                hits = {k: min(max((k - above) / tied, 0.0), 1.0) for k in ks}
+            for k in ks:
+                found[k].append(hits[k])
+            per_type.setdefault(pair.change_type, []).append(hits[ks[0]])
+    texts = len(found[ks[0]])
+    out: dict[str, Any] = {f"R@{k}": 100.0 * float(np.mean(v)) for k, v in found.items()}
+    out["per_type"] = {t: 100.0 * float(np.mean(v)) for t, v in per_type.items()}
+    out["num_pairs"] = len(chosen)
+    out["num_texts"] = texts
+    out["relational"] = 100.0 * relational / texts
+    return out

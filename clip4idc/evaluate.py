@@ -17,6 +17,8 @@ Conventions:
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
 * On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
   object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
+* On a synthetic set, ``retrieval_ceiling`` is the text→pair R@K a perfect model would expect: many captions
+  ("the small object moved") fit several pairs (:func:`clip4idc.analysis.retrieval_ceiling`).
 * On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
   the object (:func:`clip4idc.analysis.direction_accuracy`; 50 % is chance).
 * On CLEVR-Change-style pairs (with a distractor), ``detection_accuracy`` says whether a change caption is
@@ -219,6 +221,25 @@ def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[
         return None, f"failed: {err}"
     except (KeyError, TypeError, IndexError) as err:  # a scene without the fields load_scenes documents
         return None, f"failed: {path}: a scene lacks its change or objects ({type(err).__name__}: {err})"
+
+
+def _ceiling(root: Path, dataset: str, pairs: list[Any]) -> tuple[dict | None, str]:
+    """:func:`clip4idc.analysis.retrieval_ceiling` when the data is the synthetic generator's."""
+    from .analysis import retrieval_ceiling
+    from .data.synthetic import load_scenes
+
+    path = root / "scenes.json"
+    if dataset != "clevr" or not path.is_file():
+        return None, "unavailable: no scenes.json (only synthetic sets say what each caption could fit)"
+    try:
+        ceiling = retrieval_ceiling(pairs, load_scenes(root))
+    except Clip4idcError as err:
+        return None, f"failed: {err}"
+    except ValueError as err:  # captions another tool wrote, or edited by hand
+        return None, f"unavailable: {err}"
+    except (KeyError, TypeError, IndexError) as err:
+        return None, f"failed: {path}: a scene lacks its change or objects ({type(err).__name__}: {err})"
+    return ceiling, "ok (Bayes-optimal text→pair retriever that sees every scene exactly; ties at random)"
 
 
 def _baseline(
@@ -435,6 +456,7 @@ def evaluate(
     metrics["attribute_accuracy"], metrics["attribute_accuracy_status"] = _attributes(
         root, dataset, predictions
     )
+    metrics["retrieval_ceiling"], metrics["retrieval_ceiling_status"] = _ceiling(root, dataset, pairs)
     metrics["direction_accuracy"] = direction
     metrics["direction_accuracy_status"] = direction_status
     metrics["detection_accuracy"] = detection
@@ -538,6 +560,12 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
                 f"retrieval {direction}: R@1 {r['R@1']:.1f}  R@5 {r['R@5']:.1f}  R@10 {r['R@10']:.1f}  "
                 f"MedR {r['MedianR']:.1f}  MeanR {r['MeanR']:.1f}"
             )
+    ceiling = metrics.get("retrieval_ceiling")
+    if ceiling:
+        lines.append(
+            f"retrieval ceiling text_to_pair (best possible model, these captions): R@1 {ceiling['R@1']:.1f}  "
+            f"R@5 {ceiling['R@5']:.1f}  R@10 {ceiling['R@10']:.1f}"
+        )
     direction = metrics.get("direction_accuracy")
     if direction:
         lines.append(

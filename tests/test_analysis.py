@@ -258,3 +258,52 @@ def test_attribute_accuracy_reads_the_named_values():
     assert acc["shape"] == {"named": 2, "said": {"cube": 1, "cylinder": 1}, "correct": 50.0}
     assert acc["color"] == {"named": 1, "said": {"blue": 1}, "correct": 100.0}
     assert analysis.attribute_accuracy({}, scenes)["shape"]["correct"] is None
+
+
+def _object(size: str, color: str, material: str, shape: str, x: float = 0.0) -> dict:
+    return {
+        "size": size,
+        "color": color,
+        "material": material,
+        "shape": shape,
+        "position": [x, 0.0, 0.2],
+        "rotation": 0.0,
+    }
+
+
+def _ceiling_pairs(captions: dict[str, list[str]], types: dict[str, str]) -> list[Pair]:
+    return [Pair(pid, f"{pid}.png", f"{pid}_2.png", caps, types[pid], pid) for pid, caps in captions.items()]
+
+
+def test_retrieval_ceiling_ranks_pairs_by_how_likely_they_are_named_so():
+    cube, sphere = _object("small", "red", "rubber", "cube"), _object("large", "blue", "metal", "sphere", 2.0)
+    twin = _object("small", "blue", "rubber", "cube", 2.0)  # only the colour tells the red cube apart
+    scenes = {
+        "0": {"change": {"type": "move", "object": 0}, "objects": [cube, sphere]},  # 15 unique subsets
+        "1": {"change": {"type": "move", "object": 0}, "objects": [cube, sphere]},  # the same scene
+        "2": {"change": {"type": "color", "object": 0, "to": "green"}, "objects": [cube, sphere]},
+        "3": {"change": {"type": "move", "object": 0}, "objects": [cube, twin]},  # 8 subsets, all with colour
+    }
+    types = {pid: s["change"]["type"] for pid, s in scenes.items()}
+    captions = {
+        # full description: pair 3 names its cube so more often (0.5 + 0.5/8 vs 0.5 + 0.5/15), 0 and 1 tie
+        "0": ["the small red rubber cube moved"],
+        "1": ["the small object moved"],  # fits 0 and 1 alike; "small" does not single out 3's cube
+        "2": ["the small object turned green"],  # the only colour change
+        "3": ["the red cube moved"],  # fits 0, 1 and 3; most likely for 3 (0.5/8 vs 0.5/15)
+    }
+    out = analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+    assert out["R@1"] == pytest.approx(100 * (0 + 0.5 + 1 + 1) / 4)
+    assert out["R@5"] == out["R@10"] == 100.0
+    assert out["per_type"] == {"move": pytest.approx(50.0), "color": 100.0}
+    assert (out["num_pairs"], out["num_texts"], out["relational"]) == (4, 4, 0.0)
+
+    captions["1"] = ["the small red rubber cube that was behind the large sphere moved"]  # counted as found
+    out = analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+    assert out["R@1"] == pytest.approx(100 * (0 + 1 + 1 + 1) / 4) and out["relational"] == 25.0
+    for wrong in ("the large object moved", "nothing has changed", "the small object turned blue"):
+        captions["1"] = [wrong]  # names another object, is not a change caption, or the wrong new colour
+        with pytest.raises(ValueError, match="pair 1"):
+            analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+    with pytest.raises(ValueError, match="needs change pairs"):
+        analysis.retrieval_ceiling([_pair("0_n", "no_change")], scenes)

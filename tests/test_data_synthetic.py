@@ -20,6 +20,7 @@ from clip4idc.data.synthetic.captions import (
     MATERIAL_WORDS,
     SHAPE_WORDS,
     SIZE_WORDS,
+    parse_change_caption,
     vocabulary,
 )
 from clip4idc.data.synthetic.writer import change_type_for, make_splits
@@ -194,6 +195,32 @@ def test_captions_name_the_true_attributes(synth: Path) -> None:
                 assert text.split()[-1] == ch["to"]
             if ch["type"] == "material":
                 assert WORDS[text.split()[-1]] == ("material", ch["to"])
+
+
+def test_parse_change_caption_inverts_the_generator(synth: Path) -> None:
+    from clip4idc.analysis import _naming_weights, retrieval_ceiling
+
+    scenes = load_scenes(synth)
+    pairs = [p for split in ("train", "val", "test") for p in load_pairs(synth, "clevr", split)]
+    relational = texts = 0
+    for pair in pairs:
+        if pair.change_type == "no_change":
+            assert all(parse_change_caption(text) is None for text in pair.captions), pair.captions
+            continue
+        scene = scenes[pair.pair_id]
+        change = scene["change"]
+        to = change["to"] if change["type"] in ("color", "material") else None
+        unique = _naming_weights(scene)  # the attribute subsets that single out the changed object
+        for text in pair.captions:
+            parsed = parse_change_caption(text)
+            assert parsed is not None and (parsed.change_type, parsed.to) == (change["type"], to), text
+            relational += parsed.spec is None
+            texts += 1
+            assert parsed.spec is None or parsed.spec in unique, (text, unique)
+    assert parse_change_caption("the man in the red shirt is gone") is None  # not this generator's words
+    assert texts >= 5 * N_SCENES and relational < texts / 2
+    ceiling = retrieval_ceiling(load_pairs(synth, "clevr", "train"), scenes)
+    assert 0.0 < ceiling["R@1"] <= ceiling["R@5"] <= ceiling["R@10"] <= 100.0
 
 
 def test_deterministic_across_worker_counts(tmp_path: Path) -> None:

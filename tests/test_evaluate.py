@@ -148,6 +148,10 @@ def test_cli_writes_metrics_with_plain_keys_and_per_type_table(cli_run: dict, da
     assert m["direction_accuracy_status"].startswith("ok"), m["direction_accuracy_status"]
     assert m["direction_accuracy"]["all"]["n"] == n_add_drop
     assert m["detection_accuracy_status"].startswith("ok"), m["detection_accuracy_status"]
+    ceiling = m["retrieval_ceiling"]
+    assert m["retrieval_ceiling_status"].startswith("ok"), m["retrieval_ceiling_status"]
+    assert ceiling["num_pairs"] == 8 and ceiling["num_texts"] == ret["num_texts"]
+    assert 0.0 < ceiling["R@1"] <= ceiling["R@5"] <= ceiling["R@10"] <= 100.0
     assert m["detection_accuracy"]["all"]["n"] == sum(p.change_type != "no_change" for p in pairs)
     assert m["baseline"] is None and m["baseline_status"].startswith("skipped")
     assert m["settings"]["max_words"] == 12 and m["settings"]["beam_size"] == 1
@@ -232,6 +236,7 @@ def test_non_clevr_dataset_reports_type_and_pointing_as_not_applicable(
     assert m["per_type"] is None and set(m["captioning"]) == {"total"}
     assert m["direction_accuracy"] is None and m["direction_accuracy_status"].startswith("not applicable")
     assert m["detection_accuracy"] is None and m["detection_accuracy_status"].startswith("not applicable")
+    assert m["retrieval_ceiling"] is None and m["retrieval_ceiling_status"].startswith("unavailable")
     assert m["R@1"] is not None and m["retrieval"]["num_pairs"] == 2
     preds = json.loads((out / "predictions.json").read_text())
     assert len(preds) == 2 and all(r["change_type"] is None for r in preds.values())

@@ -8,6 +8,8 @@ shared by several objects. Several paraphrases per change pair, several no-chang
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -214,6 +216,83 @@ def change_captions(
 def no_change_captions(rng: np.random.Generator, count: tuple[int, int] = (5, 8)) -> list[str]:
     n = int(rng.integers(count[0], count[1] + 1))
     return [NO_CHANGE[i] for i in sorted(rng.permutation(len(NO_CHANGE))[:n])]
+
+
+@dataclass(frozen=True)
+class ParsedCaption:
+    """What a change caption of this generator says: the change type, the attributes it names the changed
+    object by (``spec``; None when it names it by a relation to another object), and the new colour or
+    material (``to``) of a colour / material change."""
+
+    change_type: str
+    spec: frozenset[tuple[str, str]] | None
+    to: str | None = None
+
+
+def _template_patterns() -> list[tuple[str, re.Pattern[str]]]:
+    out = []
+    for ctype, templates in TEMPLATES.items():
+        for tpl in templates:
+            body = re.escape(tpl).replace(r"\{r\}", "(?P<r>.+?)").replace(r"\{x\}", "(?P<x>[a-z]+)")
+            out.append((ctype, re.compile(f"^{body}$")))
+    return out
+
+
+_PATTERNS = _template_patterns()
+_WORD_VALUE = {
+    word: (attr, value)
+    for attr, groups in (("size", SIZE_WORDS), ("material", MATERIAL_WORDS), ("shape", SHAPE_WORDS))
+    for value, words in groups.items()
+    for word in words
+} | {color: ("color", color) for color in COLOR_WORDS}
+_MATERIAL_OF = {word: value for value, words in MATERIAL_WORDS.items() for word in words}
+
+
+def _parse_reference(ref: str) -> frozenset[tuple[str, str]] | None:
+    """``"tiny red matte block"`` → ``{size: small, color: red, material: rubber, shape: cube}``."""
+    *attrs, noun = ref.split()
+    spec = {}
+    for word in attrs:
+        if word not in _WORD_VALUE or _WORD_VALUE[word][0] == "shape":
+            raise ValueError(word)
+        attr, value = _WORD_VALUE[word]
+        if attr in spec:
+            raise ValueError(word)
+        spec[attr] = value
+    if noun in _WORD_VALUE and _WORD_VALUE[noun][0] == "shape":
+        spec["shape"] = _WORD_VALUE[noun][1]
+    elif noun not in GENERIC_NOUNS:
+        raise ValueError(noun)
+    return frozenset(spec.items())
+
+
+def parse_change_caption(caption: str) -> ParsedCaption | None:
+    """Invert :func:`change_captions`: the change type, the object's naming attributes and the new value.
+
+    None when the caption is not one this generator writes (a no-change caption, or another dataset's).
+    Why: knowing exactly what a caption pins down tells which pairs it fits, and so how well *any* model
+    could retrieve its pair (:func:`clip4idc.analysis.retrieval_ceiling`).
+    """
+    text = " ".join(caption.lower().split())
+    for ctype, pattern in _PATTERNS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        to = match.groupdict().get("x")
+        if ctype == "color" and to not in COLOR_WORDS:
+            continue
+        if ctype == "material":
+            if to not in _MATERIAL_OF:
+                continue
+            to = _MATERIAL_OF[to]
+        ref = match.group("r")
+        if " that " in ref:  # "<full description> that is/was <relation> the <landmark>"
+            return ParsedCaption(ctype, None, to)
+        try:
+            return ParsedCaption(ctype, _parse_reference(ref), to)
+        except ValueError:
+            continue
+    return None
 
 
 def vocabulary() -> set[str]:
