@@ -27,6 +27,11 @@ class token, patches row-major):
   2016; Simonyan et al., 2014) of the caption's log-probability at each patch embedding, positive part, per
   image. Attention says where the decoder read; this says which patches the words depend on.
   ``pointing_game(method="gradient")`` plays the sum of the two images' maps (a change shows in either).
+* **Difference maps** (:func:`difference_maps`), where the *encoder* sees a change: per patch, the cosine
+  distance between the before and the after image's token at the output of one vision block (by default
+  the last per-image block, before the two images mix). ``method="difference"`` plays it; ``"pixels"``
+  plays the mean absolute pixel difference per patch, a baseline that needs no model. Comparing the three
+  says where in the model the location of a change is kept and where it is lost.
 """
 
 from __future__ import annotations
@@ -658,6 +663,49 @@ def gradient_maps(
     return relevance.view(before.shape[0], 2, *relevance.shape[1:]).cpu().numpy()
 
 
+def difference_maps(
+    model: torch.nn.Module, before: torch.Tensor, after: torch.Tensor, block: int | None = None
+) -> np.ndarray:
+    """(B, g, g): for each patch, 1 − cosine(before token, after token) at the output of vision block
+    ``block`` (0-based; ``None`` = the last per-image block, ``intra_layers - 1``) of preprocessed pairs.
+
+    Why: attention and gradient maps ask the captioner; this asks the encoder alone whether it represents
+    the changed patches differently, block by block (camera jitter moves every patch a little).
+    """
+    blocks = model.clip.visual.transformer.resblocks
+    intra = model.config.intra_layers
+    index = intra - 1 if block is None else block
+    if not 0 <= index < len(blocks):
+        raise ValueError(f"block must lie in [0, {len(blocks)}), got {block}")
+    grabbed: list[torch.Tensor] = []
+    handle = blocks[index].register_forward_hook(lambda _m, _i, out: grabbed.append(out[0]))
+    try:
+        with torch.no_grad():
+            model.encode_pair(before, after)
+    finally:
+        handle.remove()
+    tokens = grabbed[0].float()
+    n, g = model.config.tokens_per_image, model.config.grid
+    if index < intra:  # per-image blocks run on (2B, N, W), rows before0, after0, before1, ...
+        tokens = tokens.view(before.shape[0], 2, n, -1)
+        bef, aft = tokens[:, 0, 1:], tokens[:, 1, 1:]
+    else:  # joint blocks run on (B, 2N, W)
+        bef, aft = tokens[:, 1:n], tokens[:, n + 1 :]
+    distance = 1.0 - torch.nn.functional.cosine_similarity(bef, aft, dim=-1)
+    return distance.view(-1, g, g).cpu().numpy()
+
+
+def pixel_difference_maps(before: torch.Tensor, after: torch.Tensor, patch: int) -> np.ndarray:
+    """(B, g, g) mean absolute difference of preprocessed pixels in each ``patch`` × ``patch`` cell: the
+    pointing game's no-model baseline (a change that shows in the pixels is easy to find)."""
+    diff = (after.float() - before.float()).abs().mean(dim=1)  # (B, R, R)
+    cells = diff.unfold(1, patch, patch).unfold(2, patch, patch)
+    return cells.mean(dim=(-1, -2)).cpu().numpy()
+
+
+POINTING_METHODS = ("attention", "gradient", "difference", "pixels")
+
+
 def pointing_game(
     model: torch.nn.Module,
     pairs: Iterable[Any] | None,
@@ -672,15 +720,18 @@ def pointing_game(
     ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
     play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
     :meth:`CaptionAttention.change_map` (mean over words of the after-image map), or with
-    ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; no-change scenes are
-    skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n}``. A dict passed as
+    ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; ``"difference"`` plays
+    :func:`difference_maps` and ``"pixels"`` :func:`pixel_difference_maps` (no captions are written for
+    these two); no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n, "chance": %}``
+    (``chance``: :func:`clip4idc.analysis.pointing_chance` of the played pairs). A dict passed as
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
     decode those pairs a second time.
     """
+    from .analysis import pointing_chance
     from .data.synthetic import change_boxes, load_scenes
 
-    if method not in ("attention", "gradient"):
-        raise ValueError(f"method must be 'attention' or 'gradient', got {method!r}")
+    if method not in POINTING_METHODS:
+        raise ValueError(f"method must be one of {', '.join(POINTING_METHODS)}; got {method!r}")
     root = Path(scenes_root)
     scenes = load_scenes(root)
     refs = list(scenes) if pairs is None else [scene_id_of(p) for p in pairs]
@@ -697,27 +748,35 @@ def pointing_game(
             )
     device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
+    chance: list[float] = []
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         bef_imgs = [load_image(j[0]) for j in chunk]
         aft_imgs = [load_image(j[1]) for j in chunk]
-        bef, aft = preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution)
-        with torch.no_grad():
-            hidden = model.encode_pair(bef.to(device), aft.to(device)).hidden
-        results = captions_from_hidden(model, hidden, max_words=max_words)
-        if method == "gradient":
-            grads = gradient_maps(model, bef.to(device), aft.to(device), [r.token_ids for r in results])
-            maps = [g.sum(axis=0) for g in grads]
+        bef, aft = (t.to(device) for t in preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution))
+        results: list[CaptionAttention] = []
+        if method == "difference":
+            maps = list(difference_maps(model, bef, aft))
+        elif method == "pixels":
+            maps = list(pixel_difference_maps(bef, aft, model.config.patch))
         else:
-            maps = [r.change_map() for r in results]
-        for res, heat, (_, _, change, boxes, sid), img in zip(results, maps, chunk, aft_imgs):
+            with torch.no_grad():
+                hidden = model.encode_pair(bef, aft).hidden
+            results = captions_from_hidden(model, hidden, max_words=max_words)
+            if method == "gradient":
+                maps = [g.sum(axis=0) for g in gradient_maps(model, bef, aft, [r.token_ids for r in results])]
+            else:
+                maps = [r.change_map() for r in results]
+        for heat, (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
             hits.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
-            if captions is not None:
-                captions[sid] = res.caption
+            chance.append(pointing_chance([boxes], img.size, model.config.grid))
+        if captions is not None:
+            captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
     every = [h for v in hits.values() for h in v]
     return {
         "overall": 100.0 * float(np.mean(every)) if every else float("nan"),
         "per_type": {k: 100.0 * float(np.mean(v)) for k, v in sorted(hits.items())},
         "counts": {k: len(v) for k, v in sorted(hits.items())},
         "n": len(every),
+        "chance": float(np.mean(chance)) if chance else float("nan"),
     }

@@ -17,6 +17,9 @@ Conventions:
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
 * On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
   object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
+* The pointing game plays the decoder's attention (the map the app shows); ``pointing_game_detail`` also
+  holds ``chance`` and ``readouts``: the same game with the encoder's before/after difference map and with
+  the pixel difference (:func:`clip4idc.attention.difference_maps`), which say where the location is lost.
 * On a synthetic set, ``retrieval_ceiling`` is the text→pair R@K a perfect model would expect: many captions
   ("the small object moved") fit several pairs (:func:`clip4idc.analysis.retrieval_ceiling`).
 * On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
@@ -192,6 +195,15 @@ def _pointing(
         return None, f"failed: {err}"
     if not result.get("n"):
         return None, "unavailable: no change pair has a box to point at"
+    # the same game with maps that ask the encoder alone, and the pixels: where is the location kept?
+    result["readouts"] = {
+        method: {
+            k: v
+            for k, v in pointing_game(model, ids, root, batch_size, method=method).items()
+            if k in ("overall", "per_type")
+        }
+        for method in ("difference", "pixels")
+    }
     return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
 
 
@@ -577,6 +589,13 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
         lines.append(
             "detection (change caption prefers its pair to the scene unchanged; chance 50): "
             + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in detection.items())
+        )
+    point = metrics.get("pointing_game_detail")
+    if point and point.get("readouts"):
+        lines.append(
+            f"pointing game: decoder attention {point['overall']:.1f}  encoder difference map "
+            f"{point['readouts']['difference']['overall']:.1f}  pixel difference {point['readouts']['pixels']['overall']:.1f}"
+            f"  chance {point['chance']:.1f}"
         )
     base = metrics.get("baseline")
     if base:

@@ -206,6 +206,42 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     assert played["n"] == sum(p.change_type != "no_change" for p in pairs) > 0
     with pytest.raises(clip4idc.Clip4idcError):
         A.pointing_game(model, [99], tmp_path)
+    assert 0.0 < out["chance"] < 100.0
+    for method in ("difference", "pixels"):
+        written: dict[str, str] = {}
+        other = A.pointing_game(model, None, tmp_path, batch_size=2, method=method, captions=written)
+        assert other["n"] == 5 and other["chance"] == out["chance"] and not written
+        assert 0.0 <= other["overall"] <= 100.0
+
+
+def test_difference_maps_compare_the_two_images_tokens_patch_by_patch() -> None:
+    """Zero for a pair of identical images; otherwise 1 - cosine of the before and after token of each patch
+    at the chosen block's output, checked against running the blocks by hand."""
+    model = tiny_model(48, 16)
+    bef, aft = torch.randn(2, 2, 3, 48, 48, generator=torch.Generator().manual_seed(2))
+    assert np.abs(A.difference_maps(model, bef, bef)).max() < 1e-5
+    visual, n = model.clip.visual, model.config.tokens_per_image
+    x = visual.embed_patches(torch.stack([bef, aft], dim=1).flatten(0, 1))
+    with torch.no_grad():
+        for block in visual.transformer.resblocks[: model.config.intra_layers]:
+            x, _ = block(x)
+    x = x.view(2, 2, n, -1)
+    want = 1 - torch.nn.functional.cosine_similarity(x[:, 0, 1:], x[:, 1, 1:], dim=-1).view(2, 3, 3)
+    np.testing.assert_allclose(A.difference_maps(model, bef, aft), want.numpy(), rtol=1e-5, atol=1e-6)
+    last = len(visual.transformer.resblocks) - 1
+    assert A.difference_maps(model, bef, aft, block=last).shape == (2, 3, 3)
+    with pytest.raises(ValueError, match="block"):
+        A.difference_maps(model, bef, aft, block=last + 1)
+
+
+def test_pixel_difference_maps_average_each_patch() -> None:
+    bef = torch.zeros(1, 3, 48, 48)
+    aft = bef.clone()
+    aft[0, :, 16:32, 32:48] = 2.0  # patch row 1, column 2
+    aft[0, 0, 0:16, 0:16] = 3.0  # one channel of patch (0, 0)
+    want = np.zeros((1, 3, 3), dtype=np.float32)
+    want[0, 1, 2], want[0, 0, 0] = 2.0, 1.0
+    np.testing.assert_allclose(A.pixel_difference_maps(bef, aft, 16), want)
 
 
 def test_gradient_maps_are_input_times_gradient_per_pair() -> None:

@@ -141,6 +141,9 @@ def test_cli_writes_metrics_with_plain_keys_and_per_type_table(cli_run: dict, da
     assert math.isclose(weighted, m["R@1"], rel_tol=1e-9)
     assert m["pointing_game"] is not None, m["pointing_game_status"]
     assert m["pointing_game_detail"]["n"] == 8
+    readouts = m["pointing_game_detail"]["readouts"]
+    assert set(readouts) == {"difference", "pixels"} and 0.0 < m["pointing_game_detail"]["chance"] < 100.0
+    assert all(0.0 <= r["overall"] <= 100.0 and set(r["per_type"]) == set(TYPES) for r in readouts.values())
     assert m["attribute_accuracy_status"].startswith("ok"), m["attribute_accuracy_status"]
     named = {a: v["named"] for a, v in m["attribute_accuracy"].items()}
     assert set(named) == {"size", "color", "material", "shape"} and all(0 <= n <= 8 for n in named.values())
