@@ -1314,6 +1314,38 @@ NB05 = [
     ),
     md(
         """
+        Where, then, is the location of the change lost? The encoder can be asked directly.
+        `attention.difference_maps` compares the before and the after image's tokens patch by patch (one
+        minus their cosine) at the output of one vision block - by default the last *per-image* block, before
+        the two images mix. `method="difference"` plays the game with it, and `method="pixels"` with the plain
+        pixel difference per patch, a baseline that needs no model at all. Below, the same pair's difference
+        map at every block: the per-image blocks see the change where it is; watch what the joint blocks,
+        whose tokens the decoder reads, do to it.
+        """
+    ),
+    code(
+        """
+        from clip4idc.preprocess import preprocess_pairs
+
+        by_difference = attention.pointing_game(model, change_pairs, data, method="difference")
+        by_pixels = attention.pointing_game(model, change_pairs, data, method="pixels")
+        print(format_rows([{"map": "encoder difference (last per-image block)", "pointing game %": by_difference["overall"]},
+                           {"map": "pixel difference (no model)", "pointing game %": by_pixels["overall"]}], digits=1))
+
+        bef_t, aft_t = preprocess_pairs([clip4idc.load_image(pair.before)], [after_img], model.config.resolution)
+        blocks = len(model.clip.visual.transformer.resblocks)
+        fig = Figure(figsize=(2.4 * blocks, 2.6))
+        for b, ax in enumerate(fig.subplots(1, blocks)):
+            ax.imshow(attention.overlay(after_img, attention.difference_maps(model, bef_t, aft_t, block=b)[0]))
+            kind = "per-image" if b < model.config.intra_layers else "joint"
+            ax.set_title(f"block {b + 1} ({kind})", fontsize=9)
+            ax.axis("off")
+        fig.tight_layout()
+        fig
+        """
+    ),
+    md(
+        """
         ## 3. A browser over the test predictions
 
         `evaluate(..., out=...)` writes `predictions.json`: for every test pair its caption, references,
@@ -1499,6 +1531,8 @@ NB05 = [
         * The confusion matrix names the distinction the model is missing - the next experiment to run; the
           attribute, direction and detection checks name what the encoder does not see.
         * Check an attention map against a gradient map before reading much into either.
+        * Difference maps show where the encoder still holds the change; comparing them block by block with the
+          pixel baseline says where a model loses it.
         """
     ),
 ]
