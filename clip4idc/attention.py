@@ -714,6 +714,7 @@ def pointing_game(
     captions: dict[str, str] | None = None,
     max_words: int | None = None,
     method: str = "attention",
+    block: int | None = None,
 ) -> dict[str, Any]:
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
@@ -721,8 +722,8 @@ def pointing_game(
     play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
     :meth:`CaptionAttention.change_map` (mean over words of the after-image map), or with
     ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; ``"difference"`` plays
-    :func:`difference_maps` and ``"pixels"`` :func:`pixel_difference_maps` (no captions are written for
-    these two); no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n, "chance": %}``
+    :func:`difference_maps` at vision block ``block`` and ``"pixels"`` :func:`pixel_difference_maps` (no
+    captions are written for these two); no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n, "chance": %}``
     (``chance``: :func:`clip4idc.analysis.pointing_chance` of the played pairs). A dict passed as
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
     decode those pairs a second time.
@@ -756,7 +757,7 @@ def pointing_game(
         bef, aft = (t.to(device) for t in preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution))
         results: list[CaptionAttention] = []
         if method == "difference":
-            maps = list(difference_maps(model, bef, aft))
+            maps = list(difference_maps(model, bef, aft, block))
         elif method == "pixels":
             maps = list(pixel_difference_maps(bef, aft, model.config.patch))
         else:

@@ -212,6 +212,8 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
         other = A.pointing_game(model, None, tmp_path, batch_size=2, method=method, captions=written)
         assert other["n"] == 5 and other["chance"] == out["chance"] and not written
         assert 0.0 <= other["overall"] <= 100.0
+    last = len(model.clip.visual.transformer.resblocks) - 1
+    assert A.pointing_game(model, None, tmp_path, method="difference", block=last)["n"] == 5
 
 
 def test_difference_maps_compare_the_two_images_tokens_patch_by_patch() -> None:
