@@ -88,6 +88,7 @@ class TrainConfig:
     reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
     type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
     unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
+    no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -99,6 +100,12 @@ class TrainConfig:
             raise ValueError(
                 "reverse_twins, type_negatives and unchanged_negatives are for stage adapt "
                 "(the contrastive loss's negatives)"
+            )
+        if self.no_change_weight < 0:
+            raise ValueError("no_change_weight must be at least 0")
+        if self.no_change_weight != 1.0 and self.stage != "finetune":
+            raise ValueError(
+                "no_change_weight weighs the caption loss's no-change term: it is for stage finetune"
             )
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
@@ -263,12 +270,18 @@ class StageLoss(nn.Module):
     Adaptation: symmetric contrastive loss over the *global* batch. Finetuning: token cross-entropy
     (padding ignored) normalised by the global token count, so the mean over ranks equals the loss of one
     process on the whole batch; for CLEVR-Change the distractor pair's no-change caption adds a second
-    term, as the original's ``loss(bef, sc) + loss(bef, nsc)``.
+    term, as the original's ``loss(bef, sc) + loss(bef, nsc)``; ``no_change_weight`` scales that term
+    (1 = the original). Why: every scene gives one change and one no-change pair, and a move or a material
+    change the decoder is unsure of costs less called "no change" than named wrong; a weight below 1 makes
+    the decoder less quick to say nothing changed.
     """
 
-    def __init__(self, model: CLIP4IDC, stage: str, d: Dist, freeze_vision: bool = False) -> None:
+    def __init__(
+        self, model: CLIP4IDC, stage: str, d: Dist, freeze_vision: bool = False, no_change_weight: float = 1.0
+    ) -> None:
         super().__init__()
         self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
+        self.no_change_weight = no_change_weight
         if freeze_vision:
             model.clip.visual.requires_grad_(False)
 
@@ -296,7 +309,7 @@ class StageLoss(nn.Module):
             batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
         )
         if "distractor" in batch:
-            loss = loss + self._caption_term(
+            loss = loss + self.no_change_weight * self._caption_term(
                 batch["before"],
                 batch["distractor"],
                 batch["nc_input_ids"],
@@ -521,7 +534,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.max_grad_norm,
         cfg.coef_lr_shared,
     )
-    step_fn: nn.Module = StageLoss(model, cfg.stage, d, cfg.freeze_vision and cfg.stage == "finetune")
+    step_fn: nn.Module = StageLoss(
+        model, cfg.stage, d, cfg.freeze_vision and cfg.stage == "finetune", cfg.no_change_weight
+    )
     if d.world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn,

@@ -209,6 +209,38 @@ def test_unchanged_negatives_extend_each_texts_text_to_pair_row():
     assert got > plain  # extra negatives can only add to the text→pair loss
 
 
+def test_no_change_weight_scales_the_no_change_caption_term():
+    """Finetuning on CLEVR-Change: loss = change pair's caption loss + w · no-change pair's (w = 1: the
+    original's sum); the option belongs to stage finetune."""
+    model, batch = _model("finetune"), _batch("finetune")
+    g = torch.Generator().manual_seed(5)
+    batch.update(
+        distractor=torch.randn(batch["after"].shape, generator=g),
+        nc_input_ids=batch["input_ids"].flip(0),
+        nc_output_ids=batch["output_ids"].flip(0),
+        nc_decoder_mask=batch["decoder_mask"].flip(0),
+    )
+    model.eval()
+    with torch.no_grad():
+        change = model.caption_loss(
+            batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
+        )
+        still = model.caption_loss(
+            batch["before"],
+            batch["distractor"],
+            batch["nc_input_ids"],
+            batch["nc_output_ids"],
+            batch["nc_decoder_mask"],
+        )
+        for weight in (1.0, 0.3, 0.0):
+            got = StageLoss(model, "finetune", Dist(), no_change_weight=weight)(batch)
+            assert torch.allclose(got, change + weight * still, atol=1e-6), weight
+    with pytest.raises(ValueError, match="stage finetune"):
+        TrainConfig(stage="adapt", no_change_weight=0.5)
+    with pytest.raises(ValueError, match="at least 0"):
+        TrainConfig(stage="finetune", no_change_weight=-1.0)
+
+
 def test_shared_embeddings_get_their_own_learning_rate():
     from clip4idc.optim import parameter_groups
 
