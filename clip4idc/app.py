@@ -231,7 +231,7 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
         max_words: float,
         layer: str,
         rollout: bool,
-    ) -> tuple[str, str, list, list, dict | None]:
+    ) -> tuple[str, str, list, list, list, dict | None]:
         start = time.perf_counter()
         try:
             loaded = cache.get(checkpoint)
@@ -241,11 +241,12 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
                 loaded.model, pair.before, pair.after, beams, int(max_words), rollout=bool(rollout)
             )
         except Clip4idcError as err:
-            return "", _status([], str(err)), [], [], None
+            return "", _status([], str(err)), [], [], [], None
         cap = result.caption
         layer_idx = _layer_index(layer, loaded.model.config.decoder_layers)
         words = attention.word_panels(cap, pair.before, pair.after, layer=layer_idx)
         blocks = attention.encoder_panels(result.encoder, pair.before, pair.after, vertical=True)
+        changes = attention.difference_panels(loaded.model, pair.before, pair.after)
         elapsed = time.perf_counter() - start
         notes = list(pair.notes) + [f"⚠️ {n}" for n in loaded.notes]
         where = "mean over decoder layers" if layer_idx is None else f"decoder layer {layer_idx + 1}"
@@ -255,7 +256,7 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
         if not cap.words:
             notes.append("The model produced an empty caption.")
         state = {"result": cap, "before": pair.before, "after": pair.after, "layer": layer_idx}
-        return cap.caption, _status(notes), words, blocks, state
+        return cap.caption, _status(notes), words, blocks, changes, state
 
     def score(before: Any, after: Any, checkpoint: str, candidates: str) -> tuple[list[list], str]:
         try:
@@ -391,6 +392,14 @@ def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None)
             height=300,
             object_fit="contain",
         )
+        changes = gr.Gallery(
+            label="Where the encoder sees a change: 1 − cosine of the before and after token of each patch, per "
+            "block, on the after image (the per-image blocks keep the location; the decoder reads the last block)",
+            elem_id="change-maps",
+            columns=6,
+            height=220,
+            object_fit="contain",
+        )
         with gr.Row():
             export = gr.Button("Export word maps as PNG")
             export_file = gr.File(label="PNG", interactive=False, height=90)
@@ -415,7 +424,7 @@ def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None)
         run.click(
             h["describe"],
             [before, after, checkpoint, decoding, beam_size, max_words, layer, rollout],
-            [caption, status, words, encoder, state],
+            [caption, status, words, encoder, changes, state],
             api_name="describe",
             **common,
         )

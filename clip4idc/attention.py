@@ -488,6 +488,23 @@ def encoder_panels(
     ]
 
 
+def difference_panels(
+    model: torch.nn.Module, before: ImageLike, after: ImageLike
+) -> list[tuple[np.ndarray, str]]:
+    """One overlay per vision block of :func:`difference_maps` on the after image, labelled with the block's
+    kind: where the encoder's tokens for the two images differ (one colour scale per block)."""
+    bef, aft = _pair_tensors(model, before, after)
+    after_rgb = _as_rgb_array(after)
+    intra = model.config.intra_layers
+    return [
+        (
+            overlay(after_rgb, difference_maps(model, bef, aft, block)[0]),
+            f"block {block + 1} ({'per-image' if block < intra else 'joint'}): before vs after tokens",
+        )
+        for block in range(len(model.clip.visual.transformer.resblocks))
+    ]
+
+
 def plot_word_maps(
     result: CaptionAttention,
     before_img: ImageLike | np.ndarray,

@@ -86,11 +86,12 @@ def test_cli_and_script_expose_the_app() -> None:
 
 
 def test_caption_for_an_example_pair(client: Client) -> None:
-    caption, status, words, blocks = describe(client, *example("move"))
+    caption, status, words, blocks, changes = describe(client, *example("move"))
     assert isinstance(caption, str) and caption.strip()
     assert "computed in" in status
     assert len(words) >= 1 and all(item["image"] for item in words)
     assert len(blocks) == clip4idc.get_config("demo").vision_layers  # one encoder panel per block
+    assert len(changes) == len(blocks) and all(item["image"] for item in changes)  # one difference map each
     caption_beam = describe(client, *example("color"), decoding="beam search", rollout=True)[0]
     assert isinstance(caption_beam, str)
 
@@ -98,8 +99,8 @@ def test_caption_for_an_example_pair(client: Client) -> None:
 def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client: Client, tmp_path: Path) -> None:
     fake = tmp_path / "not_an_image.png"
     fake.write_text("this is text, not a PNG")
-    caption, status, words, blocks = describe(client, example("add")[0], str(fake))
-    assert caption == "" and words == [] and blocks == []
+    caption, status, words, blocks, changes = describe(client, example("add")[0], str(fake))
+    assert caption == "" and words == [] and blocks == [] and changes == []
     assert "not an image" in status and "not_an_image.png" in status
     assert "missing" in describe(client, example("add")[0], None)[1]
     assert describe(client, *example("add"))[0]  # still serving
@@ -159,7 +160,7 @@ def test_image_modes_and_sizes(handlers: dict, tmp_path: Path) -> None:
     }.items():
         paths[name] = tmp_path / f"{name}.png"
         img.save(paths[name])
-    caption, status, words, blocks, state = _run(handlers, str(paths["gray"]), str(paths["rgba"]))
+    caption, status, words, blocks, changes, state = _run(handlers, str(paths["gray"]), str(paths["rgba"]))
     assert "grayscale" in status and "alpha" in status and state is not None
     assert "decoder layer 2" in status
     assert "16-bit" in _run(handlers, str(paths["deep"]), str(paths["rgb"]))[1]
@@ -210,8 +211,8 @@ def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
     loaded = load_for_app(str(tmp_path / "openai.pt"))
     assert not loaded.decoder_trained and "untrained" in loaded.notes[0]
     assert "untrained" in handlers["model_info"](str(tmp_path / "adapt.bin"))
-    caption, status, words, blocks, _ = handlers["describe"](
+    caption, status, words, blocks, changes, _ = handlers["describe"](
         str(EXAMPLES_DIR / "add_before.png"), str(EXAMPLES_DIR / "add_after.png"), str(tmp_path / "openai.pt"),
         "greedy", 3, 3, "mean over layers", False,
     )  # fmt: skip
-    assert "untrained" in status and len(blocks) == tiny.config.vision_layers
+    assert "untrained" in status and len(blocks) == len(changes) == tiny.config.vision_layers
