@@ -397,7 +397,7 @@ def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None)
             "block, on the after image (the per-image blocks keep the location; the decoder reads the last block)",
             elem_id="change-maps",
             columns=6,
-            height=220,
+            height=320,
             object_fit="contain",
         )
         with gr.Row():

@@ -495,13 +495,13 @@ def difference_panels(
     kind: where the encoder's tokens for the two images differ (one colour scale per block)."""
     bef, aft = _pair_tensors(model, before, after)
     after_rgb = _as_rgb_array(after)
-    intra = model.config.intra_layers
+    intra, blocks = model.config.intra_layers, len(model.clip.visual.transformer.resblocks)
     return [
         (
             overlay(after_rgb, difference_maps(model, bef, aft, block)[0]),
-            f"block {block + 1} ({'per-image' if block < intra else 'joint'}): before vs after tokens",
+            f"block {block + 1}/{blocks} ({'per-image' if block < intra else 'joint'})",
         )
-        for block in range(len(model.clip.visual.transformer.resblocks))
+        for block in range(blocks)
     ]
 
 

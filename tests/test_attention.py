@@ -237,7 +237,9 @@ def test_difference_maps_compare_the_two_images_tokens_patch_by_patch() -> None:
     rng = np.random.default_rng(0)
     images = [Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)) for _ in range(2)]
     panels = A.difference_panels(model, *images)
-    assert [label.split(" (")[0] for _, label in panels] == [f"block {b + 1}" for b in range(last + 1)]
+    assert [label.split(" (")[0] for _, label in panels] == [
+        f"block {b + 1}/{last + 1}" for b in range(last + 1)
+    ]
     assert all(img.shape == (30, 40, 3) and img.dtype == np.uint8 for img, _ in panels)
     assert "per-image" in panels[0][1] and "joint" in panels[-1][1]
 
