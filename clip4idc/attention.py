@@ -496,9 +496,10 @@ def difference_panels(
     bef, aft = _pair_tensors(model, before, after)
     after_rgb = _as_rgb_array(after)
     intra, blocks = model.config.intra_layers, len(model.clip.visual.transformer.resblocks)
+    maps = _block_differences(model, bef, aft, range(blocks))  # one encoder pass for every block
     return [
         (
-            overlay(after_rgb, difference_maps(model, bef, aft, block)[0]),
+            overlay(after_rgb, maps[block][0]),
             f"block {block + 1}/{blocks} ({'per-image' if block < intra else 'joint'})",
         )
         for block in range(blocks)
@@ -689,27 +690,42 @@ def difference_maps(
     Why: attention and gradient maps ask the captioner; this asks the encoder alone whether it represents
     the changed patches differently, block by block (camera jitter moves every patch a little).
     """
+    index = model.config.intra_layers - 1 if block is None else block
+    return _block_differences(model, before, after, [index])[index]
+
+
+def _block_differences(
+    model: torch.nn.Module, before: torch.Tensor, after: torch.Tensor, indices: Iterable[int]
+) -> dict[int, np.ndarray]:
+    """:func:`difference_maps` of several blocks from one encoder pass: block index → (B, g, g)."""
     blocks = model.clip.visual.transformer.resblocks
-    intra = model.config.intra_layers
-    index = intra - 1 if block is None else block
-    if not 0 <= index < len(blocks):
-        raise ValueError(f"block must lie in [0, {len(blocks)}), got {block}")
-    grabbed: list[torch.Tensor] = []
-    handle = blocks[index].register_forward_hook(lambda _m, _i, out: grabbed.append(out[0]))
+    indices = list(indices)
+    for index in indices:
+        if not 0 <= index < len(blocks):
+            raise ValueError(f"block must lie in [0, {len(blocks)}), got {index}")
+    grabbed: dict[int, torch.Tensor] = {}
+    handles = [
+        blocks[i].register_forward_hook(lambda _m, _i, out, i=i: grabbed.__setitem__(i, out[0]))
+        for i in indices
+    ]
     try:
         with torch.no_grad():
             model.encode_pair(before, after)
     finally:
-        handle.remove()
-    tokens = grabbed[0].float()
-    n, g = model.config.tokens_per_image, model.config.grid
-    if index < intra:  # per-image blocks run on (2B, N, W), rows before0, after0, before1, ...
-        tokens = tokens.view(before.shape[0], 2, n, -1)
-        bef, aft = tokens[:, 0, 1:], tokens[:, 1, 1:]
-    else:  # joint blocks run on (B, 2N, W)
-        bef, aft = tokens[:, 1:n], tokens[:, n + 1 :]
-    distance = 1.0 - torch.nn.functional.cosine_similarity(bef, aft, dim=-1)
-    return distance.view(-1, g, g).cpu().numpy()
+        for handle in handles:
+            handle.remove()
+    n, g, intra = model.config.tokens_per_image, model.config.grid, model.config.intra_layers
+    out = {}
+    for index in indices:
+        tokens = grabbed[index].float()
+        if index < intra:  # per-image blocks run on (2B, N, W), rows before0, after0, before1, ...
+            tokens = tokens.view(before.shape[0], 2, n, -1)
+            bef, aft = tokens[:, 0, 1:], tokens[:, 1, 1:]
+        else:  # joint blocks run on (B, 2N, W)
+            bef, aft = tokens[:, 1:n], tokens[:, n + 1 :]
+        distance = 1.0 - torch.nn.functional.cosine_similarity(bef, aft, dim=-1)
+        out[index] = distance.view(-1, g, g).cpu().numpy()
+    return out
 
 
 def pixel_difference_maps(before: torch.Tensor, after: torch.Tensor, patch: int) -> np.ndarray:
@@ -732,6 +748,7 @@ def pointing_game(
     max_words: int | None = None,
     method: str = "attention",
     block: int | None = None,
+    readouts: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
@@ -741,15 +758,20 @@ def pointing_game(
     ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; ``"difference"`` plays
     :func:`difference_maps` at vision block ``block`` and ``"pixels"`` :func:`pixel_difference_maps` (no
     captions are written for these two); no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n, "chance": %}``
-    (``chance``: :func:`clip4idc.analysis.pointing_chance` of the played pairs). A dict passed as
+    (``chance``: :func:`clip4idc.analysis.pointing_chance` of the played pairs). ``readouts`` names further
+    methods (``"difference"``, ``"pixels"``) to play on the same images, each decoded once; their
+    ``{"overall", "per_type"}`` come back under ``"readouts"``. A dict passed as
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
     decode those pairs a second time.
     """
     from .analysis import pointing_chance
     from .data.synthetic import change_boxes, load_scenes
 
-    if method not in POINTING_METHODS:
-        raise ValueError(f"method must be one of {', '.join(POINTING_METHODS)}; got {method!r}")
+    for name in (method, *readouts):
+        if name not in POINTING_METHODS:
+            raise ValueError(f"method must be one of {', '.join(POINTING_METHODS)}; got {name!r}")
+    if set(readouts) & {"attention", "gradient"}:
+        raise ValueError("readouts plays the maps that need no caption: 'difference' and 'pixels'")
     root = Path(scenes_root)
     scenes = load_scenes(root)
     refs = list(scenes) if pairs is None else [scene_id_of(p) for p in pairs]
@@ -766,17 +788,22 @@ def pointing_game(
             )
     device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
+    extra: dict[str, dict[str, list[bool]]] = {name: {} for name in readouts}
     chance: list[float] = []
+
+    def caption_free_maps(name: str, bef: torch.Tensor, aft: torch.Tensor) -> list[np.ndarray]:
+        if name == "difference":
+            return list(difference_maps(model, bef, aft, block))
+        return list(pixel_difference_maps(bef, aft, model.config.patch))
+
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
         bef_imgs = [load_image(j[0]) for j in chunk]
         aft_imgs = [load_image(j[1]) for j in chunk]
         bef, aft = (t.to(device) for t in preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution))
         results: list[CaptionAttention] = []
-        if method == "difference":
-            maps = list(difference_maps(model, bef, aft, block))
-        elif method == "pixels":
-            maps = list(pixel_difference_maps(bef, aft, model.config.patch))
+        if method in ("difference", "pixels"):
+            maps = caption_free_maps(method, bef, aft)
         else:
             with torch.no_grad():
                 hidden = model.encode_pair(bef, aft).hidden
@@ -788,13 +815,27 @@ def pointing_game(
         for heat, (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
             hits.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
             chance.append(pointing_chance([boxes], img.size, model.config.grid))
+        for name, table in extra.items():
+            for heat, (_, _, change, boxes, _), img in zip(
+                caption_free_maps(name, bef, aft), chunk, aft_imgs
+            ):
+                table.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
         if captions is not None:
             captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
-    every = [h for v in hits.values() for h in v]
-    return {
-        "overall": 100.0 * float(np.mean(every)) if every else float("nan"),
-        "per_type": {k: 100.0 * float(np.mean(v)) for k, v in sorted(hits.items())},
+
+    def score(table: dict[str, list[bool]]) -> dict[str, Any]:
+        every = [h for v in table.values() for h in v]
+        return {
+            "overall": 100.0 * float(np.mean(every)) if every else float("nan"),
+            "per_type": {k: 100.0 * float(np.mean(v)) for k, v in sorted(table.items())},
+        }
+
+    result = {
+        **score(hits),
         "counts": {k: len(v) for k, v in sorted(hits.items())},
-        "n": len(every),
+        "n": sum(len(v) for v in hits.values()),
         "chance": float(np.mean(chance)) if chance else float("nan"),
     }
+    if readouts:
+        result["readouts"] = {name: score(table) for name, table in extra.items()}
+    return result

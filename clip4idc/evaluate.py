@@ -189,21 +189,14 @@ def _pointing(
     ids = [p.pair_id for p in pairs if p.change_type != "no_change"]
     if not ids:
         return None, "unavailable: no change pairs"
-    try:
-        result = pointing_game(model, ids, root, batch_size, captions, max_words)
+    try:  # readouts: the same game with maps that ask the encoder alone, and the pixels
+        result = pointing_game(
+            model, ids, root, batch_size, captions, max_words, readouts=("difference", "pixels")
+        )
     except Clip4idcError as err:
         return None, f"failed: {err}"
     if not result.get("n"):
         return None, "unavailable: no change pair has a box to point at"
-    # the same game with maps that ask the encoder alone, and the pixels: where is the location kept?
-    result["readouts"] = {
-        method: {
-            k: v
-            for k, v in pointing_game(model, ids, root, batch_size, method=method).items()
-            if k in ("overall", "per_type")
-        }
-        for method in ("difference", "pixels")
-    }
     return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
 
 

@@ -207,11 +207,20 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     with pytest.raises(clip4idc.Clip4idcError):
         A.pointing_game(model, [99], tmp_path)
     assert 0.0 < out["chance"] < 100.0
+    alone = {}
     for method in ("difference", "pixels"):
         written: dict[str, str] = {}
         other = A.pointing_game(model, None, tmp_path, batch_size=2, method=method, captions=written)
         assert other["n"] == 5 and other["chance"] == out["chance"] and not written
         assert 0.0 <= other["overall"] <= 100.0
+        alone[method] = {k: other[k] for k in ("overall", "per_type")}
+    together = A.pointing_game(model, None, tmp_path, batch_size=2, readouts=("difference", "pixels"))
+    assert {k: together[k] for k in ("overall", "per_type", "n")} == {
+        k: out[k] for k in ("overall", "per_type", "n")
+    }
+    assert together["readouts"] == alone  # the same maps, from images decoded once
+    with pytest.raises(ValueError, match="readouts"):
+        A.pointing_game(model, None, tmp_path, readouts=("gradient",))
     last = len(model.clip.visual.transformer.resblocks) - 1
     assert A.pointing_game(model, None, tmp_path, method="difference", block=last)["n"] == 5
 
