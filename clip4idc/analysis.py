@@ -315,11 +315,11 @@ def attribute_accuracy(
     ``<id>_n``, are skipped). Why: a caption can name the right change type about the wrong object, and
     CIDEr hides which attribute is missing; a value the model never varies is one its encoder does not see.
     """
-    from .data.synthetic.captions import COLOR_WORDS, MATERIAL_WORDS, SHAPE_WORDS, SIZE_WORDS
+    from .data.synthetic.captions import ATTRIBUTE_OF_WORD
 
-    vocab: dict[str, dict[str, str]] = {"color": {c: c for c in COLOR_WORDS}}
-    for attr, groups in (("size", SIZE_WORDS), ("material", MATERIAL_WORDS), ("shape", SHAPE_WORDS)):
-        vocab[attr] = {word: value for value, words in groups.items() for word in words}
+    vocab: dict[str, dict[str, str]] = {a: {} for a in ("size", "color", "material", "shape")}
+    for word, (attr, value) in ATTRIBUTE_OF_WORD.items():
+        vocab[attr][word] = value
     out: dict[str, dict[str, Any]] = {a: {"named": 0, "right": 0, "said": {}} for a in vocab}
     for pair_id, record in predictions.items():
         scene = scenes.get(str(pair_id))

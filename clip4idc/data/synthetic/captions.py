@@ -239,28 +239,27 @@ def _template_patterns() -> list[tuple[str, re.Pattern[str]]]:
 
 
 _PATTERNS = _template_patterns()
-_WORD_VALUE = {
+ATTRIBUTE_OF_WORD = {  # caption word → (attribute, canonical value), synonyms included
     word: (attr, value)
     for attr, groups in (("size", SIZE_WORDS), ("material", MATERIAL_WORDS), ("shape", SHAPE_WORDS))
     for value, words in groups.items()
     for word in words
 } | {color: ("color", color) for color in COLOR_WORDS}
-_MATERIAL_OF = {word: value for value, words in MATERIAL_WORDS.items() for word in words}
 
 
-def _parse_reference(ref: str) -> frozenset[tuple[str, str]] | None:
+def _parse_reference(ref: str) -> frozenset[tuple[str, str]]:
     """``"tiny red matte block"`` → ``{size: small, color: red, material: rubber, shape: cube}``."""
     *attrs, noun = ref.split()
     spec = {}
     for word in attrs:
-        if word not in _WORD_VALUE or _WORD_VALUE[word][0] == "shape":
+        if word not in ATTRIBUTE_OF_WORD or ATTRIBUTE_OF_WORD[word][0] == "shape":
             raise ValueError(word)
-        attr, value = _WORD_VALUE[word]
+        attr, value = ATTRIBUTE_OF_WORD[word]
         if attr in spec:
             raise ValueError(word)
         spec[attr] = value
-    if noun in _WORD_VALUE and _WORD_VALUE[noun][0] == "shape":
-        spec["shape"] = _WORD_VALUE[noun][1]
+    if noun in ATTRIBUTE_OF_WORD and ATTRIBUTE_OF_WORD[noun][0] == "shape":
+        spec["shape"] = ATTRIBUTE_OF_WORD[noun][1]
     elif noun not in GENERIC_NOUNS:
         raise ValueError(noun)
     return frozenset(spec.items())
@@ -282,9 +281,9 @@ def parse_change_caption(caption: str) -> ParsedCaption | None:
         if ctype == "color" and to not in COLOR_WORDS:
             continue
         if ctype == "material":
-            if to not in _MATERIAL_OF:
+            attr, to = ATTRIBUTE_OF_WORD.get(to, (None, None))
+            if attr != "material":
                 continue
-            to = _MATERIAL_OF[to]
         ref = match.group("r")
         if " that " in ref:  # "<full description> that is/was <relation> the <landmark>"
             return ParsedCaption(ctype, None, to)
