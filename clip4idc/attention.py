@@ -46,6 +46,7 @@ import torch
 from PIL import Image
 
 from .errors import Clip4idcError
+from .guidance import pixel_change_map
 from .preprocess import ImageLike, load_image, preprocess_pairs
 from .tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
 
@@ -207,10 +208,18 @@ class CaptionAttention:
         wa = np.stack([aft[idx].mean(axis=0) for idx in self.word_tokens])
         return wb, wa
 
+    def change_maps(self) -> tuple[np.ndarray, np.ndarray]:
+        """The pointing game's maps: (before, after), each the mean over words of that image's map (layer
+        mean); zeros if no words."""
+        wb, wa = self.word_maps()
+        if not len(wa):
+            zero = np.zeros((self.grid, self.grid), dtype=np.float32)
+            return zero, zero.copy()
+        return wb.mean(axis=0), wa.mean(axis=0)
+
     def change_map(self) -> np.ndarray:
-        """The pointing-game map: mean over words of the after-image map (layer mean); zeros if no words."""
-        _, wa = self.word_maps()
-        return wa.mean(axis=0) if len(wa) else np.zeros((self.grid, self.grid), dtype=np.float32)
+        """The after image's half of :meth:`change_maps` (the pointing game's map before it played both)."""
+        return self.change_maps()[1]
 
 
 def _token_text(token: str) -> str:
@@ -598,6 +607,27 @@ def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tupl
     return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
 
 
+def pair_peak_hit(
+    before_map: np.ndarray,
+    after_map: np.ndarray,
+    boxes: Mapping[str, Sequence[Box]],
+    image_size: tuple[int, int],
+) -> bool:
+    """The pointing game on a pair: the peak over the cells of *both* images' maps (a tie goes to the after
+    image) must fall inside the changed object's box in the image it lies in. Where the object is absent
+    from that image (before an add, after a drop) its box in the other image stands for the place (the
+    camera is the same up to a small jitter). ``boxes``: ``{"before": [...], "after": [...]}``.
+
+    Why both images: a dropped object is only in the before image, and a model that points at it there has
+    found the change; a map that shows one place for both images (pixel or encoder differences) ties, and
+    plays as :func:`after_peak_hit` with :func:`pointing_boxes`."""
+    before_boxes = list(boxes.get("before") or boxes.get("after") or [])
+    after_boxes = list(boxes.get("after") or boxes.get("before") or [])
+    if float(np.nanmax(before_map)) > float(np.nanmax(after_map)):
+        return after_peak_hit(before_map, before_boxes, image_size)
+    return after_peak_hit(after_map, after_boxes, image_size)
+
+
 def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list[Box]:
     """Boxes the after-image peak may hit: the changed object's after-image box, or for ``drop`` (object gone
     from the after image) its before-image box, the camera being the same up to a small jitter."""
@@ -731,9 +761,7 @@ def _block_differences(
 def pixel_difference_maps(before: torch.Tensor, after: torch.Tensor, patch: int) -> np.ndarray:
     """(B, g, g) mean absolute difference of preprocessed pixels in each ``patch`` × ``patch`` cell: the
     pointing game's no-model baseline (a change that shows in the pixels is easy to find)."""
-    diff = (after.float() - before.float()).abs().mean(dim=1)  # (B, R, R)
-    cells = diff.unfold(1, patch, patch).unfold(2, patch, patch)
-    return cells.mean(dim=(-1, -2)).cpu().numpy()
+    return pixel_change_map(before, after, patch).cpu().numpy()
 
 
 POINTING_METHODS = ("attention", "gradient", "difference", "pixels")
@@ -753,12 +781,17 @@ def pointing_game(
     """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
 
     ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
-    play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Captions are greedy; the map played is
-    :meth:`CaptionAttention.change_map` (mean over words of the after-image map), or with
-    ``method="gradient"`` the sum of the before and after :func:`gradient_maps`; ``"difference"`` plays
-    :func:`difference_maps` at vision block ``block`` and ``"pixels"`` :func:`pixel_difference_maps` (no
-    captions are written for these two); no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n": n, "chance": %}``
-    (``chance``: :func:`clip4idc.analysis.pointing_chance` of the played pairs). ``readouts`` names further
+    play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Every pair is judged
+    by :func:`pair_peak_hit` (the peak over both images' maps). Captions are greedy; the maps played are
+    :meth:`CaptionAttention.change_maps` (mean over words of each image's map), or with
+    ``method="gradient"`` the sum of the before and after :func:`gradient_maps` as one map for both images;
+    ``"difference"`` plays :func:`difference_maps` at vision block ``block`` and ``"pixels"``
+    :func:`pixel_difference_maps`, one map for both images (no captions are written for these two);
+    no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n":
+    n, "chance": %}`` (``chance``: :func:`clip4idc.analysis.pointing_chance` of a peak cell drawn from
+    either image, over the played pairs); ``method="attention"`` adds ``"after_image_only"``
+    (``{"overall", "per_type"}`` of the after image's map alone, :func:`after_peak_hit` with
+    :func:`pointing_boxes`: the game as it was played before it looked at both images). ``readouts`` names further
     methods (``"difference"``, ``"pixels"``) to play on the same images, each decoded once; their
     ``{"overall", "per_type"}`` come back under ``"readouts"``. A dict passed as
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
@@ -781,20 +814,24 @@ def pointing_game(
         if scene is None:
             raise Clip4idcError(f"{root / 'scenes.json'}: no scene {sid}")
         change = str(scene["change"]["type"])
-        boxes = pointing_boxes(change, change_boxes(scene))
-        if boxes:
+        boxes = change_boxes(scene)
+        if pointing_boxes(change, boxes):
             jobs.append(
                 (root / scene["images"]["before"], root / scene["images"]["after"], change, boxes, sid)
             )
     device = next(model.parameters()).device
     hits: dict[str, list[bool]] = {}
+    after_only: dict[str, list[bool]] = {}
     extra: dict[str, dict[str, list[bool]]] = {name: {} for name in readouts}
     chance: list[float] = []
+    grid = model.config.grid
 
-    def caption_free_maps(name: str, bef: torch.Tensor, aft: torch.Tensor) -> list[np.ndarray]:
+    def caption_free_maps(
+        name: str, bef: torch.Tensor, aft: torch.Tensor
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         if name == "difference":
-            return list(difference_maps(model, bef, aft, block))
-        return list(pixel_difference_maps(bef, aft, model.config.patch))
+            return [(m, m) for m in difference_maps(model, bef, aft, block)]
+        return [(m, m) for m in pixel_difference_maps(bef, aft, model.config.patch)]
 
     for start in range(0, len(jobs), batch_size):
         chunk = jobs[start : start + batch_size]
@@ -809,17 +846,25 @@ def pointing_game(
                 hidden = model.encode_pair(bef, aft).hidden
             results = captions_from_hidden(model, hidden, max_words=max_words)
             if method == "gradient":
-                maps = [g.sum(axis=0) for g in gradient_maps(model, bef, aft, [r.token_ids for r in results])]
+                sums = [g.sum(axis=0) for g in gradient_maps(model, bef, aft, [r.token_ids for r in results])]
+                maps = [(m, m) for m in sums]
             else:
-                maps = [r.change_map() for r in results]
-        for heat, (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
-            hits.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
-            chance.append(pointing_chance([boxes], img.size, model.config.grid))
+                maps = [r.change_maps() for r in results]
+                for (_, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
+                    played = pointing_boxes(change, boxes)
+                    after_only.setdefault(change, []).append(after_peak_hit(aft_map, played, img.size))
+        for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
+            hits.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
+            both = [
+                boxes.get(key) or boxes.get(other)
+                for key, other in (("before", "after"), ("after", "before"))
+            ]
+            chance.append(float(np.mean([pointing_chance([b], img.size, grid) for b in both])))
         for name, table in extra.items():
-            for heat, (_, _, change, boxes, _), img in zip(
+            for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(
                 caption_free_maps(name, bef, aft), chunk, aft_imgs
             ):
-                table.setdefault(change, []).append(after_peak_hit(heat, boxes, img.size))
+                table.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
         if captions is not None:
             captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
 
@@ -836,6 +881,8 @@ def pointing_game(
         "n": sum(len(v) for v in hits.values()),
         "chance": float(np.mean(chance)) if chance else float("nan"),
     }
+    if method == "attention":
+        result["after_image_only"] = score(after_only)
     if readouts:
         result["readouts"] = {name: score(table) for name, table in extra.items()}
     return result

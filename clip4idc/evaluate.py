@@ -17,9 +17,11 @@ Conventions:
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
 * On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
   object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
-* The pointing game plays the decoder's attention (the map the app shows); ``pointing_game_detail`` also
-  holds ``chance`` and ``readouts``: the same game with the encoder's before/after difference map and with
-  the pixel difference (:func:`clip4idc.attention.difference_maps`), which say where the location is lost.
+* The pointing game plays the decoder's attention (the maps the app shows) on both images of the pair
+  (:func:`clip4idc.attention.pair_peak_hit`); ``pointing_game_detail`` also holds ``chance``,
+  ``after_image_only`` (the after image's map alone, as the game was played before) and ``readouts``: the
+  same game with the encoder's before/after difference map and with the pixel difference
+  (:func:`clip4idc.attention.difference_maps`), which say where the location is lost.
 * On a synthetic set, ``retrieval_ceiling`` is the text→pair R@K a perfect model would expect: many captions
   ("the small object moved") fit several pairs (:func:`clip4idc.analysis.retrieval_ceiling`).
 * On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
@@ -197,7 +199,10 @@ def _pointing(
         return None, f"failed: {err}"
     if not result.get("n"):
         return None, "unavailable: no change pair has a box to point at"
-    return result, "ok (greedy captions; peak of the after-image change map inside the changed object's box)"
+    return (
+        result,
+        "ok (greedy captions; peak of the change maps of both images inside the changed object's box there)",
+    )
 
 
 def _embedding_check(
@@ -586,7 +591,8 @@ def format_summary(metrics: Mapping[str, Any]) -> str:
     point = metrics.get("pointing_game_detail")
     if point and point.get("readouts"):
         lines.append(
-            f"pointing game: decoder attention {point['overall']:.1f}  encoder difference map "
+            f"pointing game: decoder attention {point['overall']:.1f} (after image alone "
+            f"{point['after_image_only']['overall']:.1f})  encoder difference map "
             f"{point['readouts']['difference']['overall']:.1f}  pixel difference {point['readouts']['pixels']['overall']:.1f}"
             f"  chance {point['chance']:.1f}"
         )

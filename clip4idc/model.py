@@ -131,12 +131,15 @@ class CLIP4IDC(nn.Module):
         output_ids: torch.Tensor,
         decoder_mask: torch.Tensor,
         reduction: str = "mean",
-    ) -> torch.Tensor:
-        """:meth:`caption_loss` given the pair encoder's tokens (B, 2N, E)."""
-        states, _ = self._require_decoder().hidden_states(hidden, input_ids, decoder_mask)
+        return_cross_attention: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """:meth:`caption_loss` given the pair encoder's tokens (B, 2N, E); with ``return_cross_attention``
+        also the decoder's cross-attention per layer (B, H, L, 2N), for :mod:`clip4idc.guidance`."""
+        states, crosses = self._require_decoder().hidden_states(hidden, input_ids, decoder_mask)
         keep = output_ids != 0
         logits = self._require_decoder().classifier(states[keep])
-        return F.cross_entropy(logits.float(), output_ids[keep], reduction=reduction)
+        loss = F.cross_entropy(logits.float(), output_ids[keep], reduction=reduction)
+        return (loss, crosses) if return_cross_attention else loss
 
     @torch.no_grad()
     def generate(

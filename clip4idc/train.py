@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Sampler
 from .checkpoint import load_into, read_state_dict, save_pretrained
 from .config import ModelConfig, get_config
 from .errors import Clip4idcError, fail
+from .guidance import change_target, guidance_loss
 from .io import read_json
 from .model import CLIP4IDC, contrastive_loss
 from .optim import build_optimizer
@@ -89,6 +90,7 @@ class TrainConfig:
     type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
     unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
     no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
+    attention_guidance: float = 0.0  # finetune: weight of clip4idc.guidance's loss (not in CLIP4IDC; 0 = off)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -106,6 +108,12 @@ class TrainConfig:
         if self.no_change_weight != 1.0 and self.stage != "finetune":
             raise ValueError(
                 "no_change_weight weighs the caption loss's no-change term: it is for stage finetune"
+            )
+        if self.attention_guidance < 0:
+            raise ValueError("attention_guidance must be at least 0")
+        if self.attention_guidance and self.stage != "finetune":
+            raise ValueError(
+                "attention_guidance guides the caption decoder's attention: it is for stage finetune"
             )
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
@@ -273,15 +281,23 @@ class StageLoss(nn.Module):
     term, as the original's ``loss(bef, sc) + loss(bef, nsc)``; ``no_change_weight`` scales that term
     (1 = the original). Why: every scene gives one change and one no-change pair, and a move or a material
     change the decoder is unsure of costs less called "no change" than named wrong; a weight below 1 makes
-    the decoder less quick to say nothing changed.
+    the decoder less quick to say nothing changed. ``attention_guidance`` adds that weight times
+    :func:`clip4idc.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
+    differences are camera jitter); each rank averages over its own pairs.
     """
 
     def __init__(
-        self, model: CLIP4IDC, stage: str, d: Dist, freeze_vision: bool = False, no_change_weight: float = 1.0
+        self,
+        model: CLIP4IDC,
+        stage: str,
+        d: Dist,
+        freeze_vision: bool = False,
+        no_change_weight: float = 1.0,
+        attention_guidance: float = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
-        self.no_change_weight = no_change_weight
+        self.no_change_weight, self.attention_guidance = no_change_weight, attention_guidance
         if freeze_vision:
             model.clip.visual.requires_grad_(False)
 
@@ -306,7 +322,12 @@ class StageLoss(nn.Module):
                 pair_negatives = m.retrieval_logits(text, gather_with_grad(still.float(), self.d))
             return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
         loss = self._caption_term(
-            batch["before"], batch["after"], batch["input_ids"], batch["output_ids"], batch["decoder_mask"]
+            batch["before"],
+            batch["after"],
+            batch["input_ids"],
+            batch["output_ids"],
+            batch["decoder_mask"],
+            self.attention_guidance,
         )
         if "distractor" in batch:
             loss = loss + self.no_change_weight * self._caption_term(
@@ -318,18 +339,25 @@ class StageLoss(nn.Module):
             )
         return loss
 
-    def _caption_term(self, bef, aft, inp, out, mask) -> torch.Tensor:
+    def _caption_term(self, bef, aft, inp, out, mask, guidance: float = 0.0) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
             hidden = self.model.encode_pair(bef, aft).hidden
         if self.d.world == 1:
-            return self.model.caption_loss_from_hidden(hidden, inp, out, mask)
-        total = (out != 0).sum().float()
-        dist.all_reduce(total)
-        return (
-            self.model.caption_loss_from_hidden(hidden, inp, out, mask, reduction="sum")
-            / total
-            * self.d.world
-        )
+            loss, crosses = self.model.caption_loss_from_hidden(
+                hidden, inp, out, mask, return_cross_attention=True
+            )
+        else:
+            total = (out != 0).sum().float()
+            dist.all_reduce(total)
+            loss, crosses = self.model.caption_loss_from_hidden(
+                hidden, inp, out, mask, reduction="sum", return_cross_attention=True
+            )
+            loss = loss / total * self.d.world
+        if guidance:
+            cfg = self.model.config
+            target, valid = change_target(bef, aft, cfg.patch)
+            loss = loss + guidance * guidance_loss(crosses, out, target, valid, cfg.grid)
+        return loss
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -535,7 +563,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.coef_lr_shared,
     )
     step_fn: nn.Module = StageLoss(
-        model, cfg.stage, d, cfg.freeze_vision and cfg.stage == "finetune", cfg.no_change_weight
+        model,
+        cfg.stage,
+        d,
+        cfg.freeze_vision and cfg.stage == "finetune",
+        cfg.no_change_weight,
+        cfg.attention_guidance,
     )
     if d.world > 1:
         step_fn = nn.parallel.DistributedDataParallel(

@@ -294,6 +294,53 @@ def test_gradient_maps_are_input_times_gradient_per_pair() -> None:
     assert not A.gradient_maps(model, bef, aft, [[]]).any()
 
 
+def test_pair_peak_hit_judges_the_peak_in_the_image_it_lies_in() -> None:
+    """The peak over both maps decides the image; that image's box is the target, or the other image's
+    box where the object is absent (before an add, after a drop); a tie goes to the after image."""
+    size = (320, 240)  # 4 × 4 grid: cells of 80 × 60 pixels
+    top_left = np.zeros((4, 4))
+    top_left[0, 0] = 2.0  # centre (40, 30)
+    right = np.zeros((4, 4))
+    right[1, 3] = 1.0  # centre (280, 90)
+    boxes = {"before": [[0, 0, 50, 50]], "after": [[250, 80, 310, 100]]}
+    assert A.pair_peak_hit(top_left, right, boxes, size)  # before's peak is higher: its box
+    assert not A.pair_peak_hit(
+        top_left, right, {"before": [[200, 0, 320, 240]], "after": boxes["after"]}, size
+    )
+    assert A.pair_peak_hit(right, 3 * right, {"before": [], "after": boxes["after"]}, size)  # after wins
+    assert not A.pair_peak_hit(top_left, right, {"before": [], "after": boxes["after"]}, size)  # add
+    assert A.pair_peak_hit(top_left / 2, 2 * top_left, {"before": boxes["before"], "after": []}, size)  # drop
+    assert A.pair_peak_hit(right, right, boxes, size)  # tie: the after image
+    assert not A.pair_peak_hit(top_left, top_left, boxes, size)
+
+
+def test_pointing_game_plays_both_images_and_reports_the_after_image_alone(tmp_path) -> None:
+    """The overall score is pair_peak_hit on each caption's change_maps; after_image_only is after_peak_hit
+    on the after map with pointing_boxes, as the game was played before it looked at both images."""
+    from clip4idc.data.synthetic import change_boxes, generate, load_scenes
+    from clip4idc.preprocess import load_image, preprocess_pairs
+
+    generate(tmp_path, 6, size=(64, 48), seed=4, progress=False)
+    model = tiny_model(48, 16, max_words=4)
+    out = A.pointing_game(model, None, tmp_path, batch_size=4)
+    scenes = load_scenes(tmp_path)
+    pair_hits, after_hits = [], []
+    for scene in scenes.values():
+        boxes = change_boxes(scene)
+        if not A.pointing_boxes(scene["change"]["type"], boxes):
+            continue
+        imgs = [load_image(tmp_path / scene["images"][k]) for k in ("before", "after")]
+        bef, aft = preprocess_pairs([imgs[0]], [imgs[1]], model.config.resolution)
+        res = A.caption_with_attention(model, bef, aft, max_words=4)
+        b, a = res.change_maps()
+        assert np.array_equal(a, res.change_map())
+        pair_hits.append(A.pair_peak_hit(b, a, boxes, imgs[1].size))
+        after_hits.append(A.after_peak_hit(a, A.pointing_boxes(scene["change"]["type"], boxes), imgs[1].size))
+    assert out["n"] == len(pair_hits) > 0
+    assert out["overall"] == pytest.approx(100.0 * np.mean(pair_hits))
+    assert out["after_image_only"]["overall"] == pytest.approx(100.0 * np.mean(after_hits))
+
+
 def test_pointing_game_plays_gradient_maps(tmp_path, monkeypatch) -> None:
     """method="gradient" plays the same pairs; a map peaked inside the changed object's box always hits."""
     from clip4idc.data.synthetic import change_boxes, generate, load_scenes

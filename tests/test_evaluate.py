@@ -143,6 +143,7 @@ def test_cli_writes_metrics_with_plain_keys_and_per_type_table(cli_run: dict, da
     assert m["pointing_game_detail"]["n"] == 8
     readouts = m["pointing_game_detail"]["readouts"]
     assert set(readouts) == {"difference", "pixels"} and 0.0 < m["pointing_game_detail"]["chance"] < 100.0
+    assert 0.0 <= m["pointing_game_detail"]["after_image_only"]["overall"] <= 100.0
     assert all(0.0 <= r["overall"] <= 100.0 and set(r["per_type"]) == set(TYPES) for r in readouts.values())
     assert m["attribute_accuracy_status"].startswith("ok"), m["attribute_accuracy_status"]
     named = {a: v["named"] for a, v in m["attribute_accuracy"].items()}

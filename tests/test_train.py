@@ -241,6 +241,35 @@ def test_no_change_weight_scales_the_no_change_caption_term():
         TrainConfig(stage="finetune", no_change_weight=-1.0)
 
 
+def test_attention_guidance_adds_its_weighted_kl_on_the_change_pairs():
+    """loss = caption loss + w · guidance_loss(the change pair's cross-attention, its pixel-change target);
+    w = 0 is the plain loss, and the option belongs to stage finetune."""
+    from clip4idc.guidance import change_target, guidance_loss
+
+    model, batch = _model("finetune"), _batch("finetune")
+    model.eval()
+    cfg = model.config
+    with torch.no_grad():
+        hidden = model.encode_pair(batch["before"], batch["after"]).hidden
+        caption, crosses = model.caption_loss_from_hidden(
+            hidden,
+            batch["input_ids"],
+            batch["output_ids"],
+            batch["decoder_mask"],
+            return_cross_attention=True,
+        )
+        target, valid = change_target(batch["before"], batch["after"], cfg.patch)
+        kl = guidance_loss(crosses, batch["output_ids"], target, valid, cfg.grid)
+        assert bool(valid.all()) and kl > 0
+        for weight in (0.0, 0.5, 2.0):
+            got = StageLoss(model, "finetune", Dist(), attention_guidance=weight)(batch)
+            assert torch.allclose(got, caption + weight * kl, atol=1e-6), weight
+    with pytest.raises(ValueError, match="stage finetune"):
+        TrainConfig(stage="adapt", attention_guidance=1.0)
+    with pytest.raises(ValueError, match="at least 0"):
+        TrainConfig(stage="finetune", attention_guidance=-1.0)
+
+
 def test_shared_embeddings_get_their_own_learning_rate():
     from clip4idc.optim import parameter_groups
 
