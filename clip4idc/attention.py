@@ -607,6 +607,14 @@ def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tupl
     return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
 
 
+def pair_boxes(boxes: Mapping[str, Sequence[Box]]) -> tuple[list[Box], list[Box]]:
+    """(before, after) boxes a peak in each image must hit: the changed object's box in that image, or where
+    it is absent there (before an add, after a drop) its box in the other image."""
+    before = list(boxes.get("before") or boxes.get("after") or [])
+    after = list(boxes.get("after") or boxes.get("before") or [])
+    return before, after
+
+
 def pair_peak_hit(
     before_map: np.ndarray,
     after_map: np.ndarray,
@@ -621,8 +629,7 @@ def pair_peak_hit(
     Why both images: a dropped object is only in the before image, and a model that points at it there has
     found the change; a map that shows one place for both images (pixel or encoder differences) ties, and
     plays as :func:`after_peak_hit` with :func:`pointing_boxes`."""
-    before_boxes = list(boxes.get("before") or boxes.get("after") or [])
-    after_boxes = list(boxes.get("after") or boxes.get("before") or [])
+    before_boxes, after_boxes = pair_boxes(boxes)
     if float(np.nanmax(before_map)) > float(np.nanmax(after_map)):
         return after_peak_hit(before_map, before_boxes, image_size)
     return after_peak_hit(after_map, after_boxes, image_size)
@@ -855,11 +862,7 @@ def pointing_game(
                     after_only.setdefault(change, []).append(after_peak_hit(aft_map, played, img.size))
         for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
             hits.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
-            both = [
-                boxes.get(key) or boxes.get(other)
-                for key, other in (("before", "after"), ("after", "before"))
-            ]
-            chance.append(float(np.mean([pointing_chance([b], img.size, grid) for b in both])))
+            chance.append(float(np.mean([pointing_chance([b], img.size, grid) for b in pair_boxes(boxes)])))
         for name, table in extra.items():
             for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(
                 caption_free_maps(name, bef, aft), chunk, aft_imgs

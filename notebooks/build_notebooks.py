@@ -1335,7 +1335,9 @@ NB05 = [
     ),
     md(
         """
-        Where, then, is the location of the change lost? The encoder can be asked directly.
+        The bundled demo model's decoder was trained to look where the pixels changed (`clip4idc.guidance`,
+        an addition to CLIP4IDC); without that, its attention found the changed object about one time in
+        ten. Where is the location of the change lost without it? The encoder can be asked directly.
         `attention.difference_maps` compares the before and the after image's tokens patch by patch (one
         minus their cosine) at the output of one vision block - by default the last *per-image* block, before
         the two images mix. `method="difference"` plays the game with it, and `method="pixels"` with the plain
