@@ -857,11 +857,11 @@ def pointing_game(
                 maps = [(m, m) for m in sums]
             else:
                 maps = [r.change_maps() for r in results]
-                for (_, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
-                    played = pointing_boxes(change, boxes)
-                    after_only.setdefault(change, []).append(after_peak_hit(aft_map, played, img.size))
         for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
             hits.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
+            if method == "attention":
+                played = pointing_boxes(change, boxes)
+                after_only.setdefault(change, []).append(after_peak_hit(aft_map, played, img.size))
             chance.append(float(np.mean([pointing_chance([b], img.size, grid) for b in pair_boxes(boxes)])))
         for name, table in extra.items():
             for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(
