@@ -88,6 +88,7 @@ class TrainConfig:
     )
     reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
     type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
+    attribute_negatives: int = 0  # adapt: k captions of the same change, one attribute word swapped
     unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
     no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
     attention_guidance: float = 0.0  # finetune: weight of clip4idc.guidance's loss (not in CLIP4IDC; 0 = off)
@@ -98,10 +99,11 @@ class TrainConfig:
             raise ValueError(f"stage must be one of {STAGES}")
         if self.weight_decay is None:
             self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
-        if (self.reverse_twins or self.type_negatives or self.unchanged_negatives) and self.stage != "adapt":
+        rewrites = self.reverse_twins or self.type_negatives or self.attribute_negatives
+        if (rewrites or self.unchanged_negatives) and self.stage != "adapt":
             raise ValueError(
-                "reverse_twins, type_negatives and unchanged_negatives are for stage adapt "
-                "(the contrastive loss's negatives)"
+                "reverse_twins, type_negatives, attribute_negatives and unchanged_negatives are for stage "
+                "adapt (the contrastive loss's negatives)"
             )
         if self.no_change_weight < 0:
             raise ValueError("no_change_weight must be at least 0")
@@ -117,6 +119,8 @@ class TrainConfig:
             )
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
+        if not 0 <= self.attribute_negatives <= 4:
+            raise ValueError("attribute_negatives must be 0-4 (a description names at most 4 attributes)")
         if self.select_metric is None:
             self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
 
@@ -308,7 +312,7 @@ class StageLoss(nn.Module):
             text, _ = m.encode_text(batch["text_ids"])
             pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
             negatives = None
-            if "neg_text_ids" in batch:  # type_negatives: each pair's own counterfactual captions
+            if "neg_text_ids" in batch:  # type/attribute_negatives: each pair's own false captions
                 b, k = pair.shape[0], batch["neg_text_ids"].shape[1]
                 neg, _ = m.encode_text(batch["neg_text_ids"].flatten(0, 1))
                 neg = gather_with_grad(neg.float(), self.d)  # (b·k, E), pair i's k negatives together
@@ -385,6 +389,7 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         {
             "reverse_twins": cfg.reverse_twins,
             "type_negatives": cfg.type_negatives,
+            "attribute_negatives": cfg.attribute_negatives,
             "unchanged_negatives": cfg.unchanged_negatives,
         }
         if cfg.stage == "adapt"

@@ -7,7 +7,12 @@ Stage 1 learns what tells captions apart *within a batch*. Two things almost nev
   training set's ``reverse_twins`` puts each such pair and its reversed twin in one batch;
 - the *kind* of change made to one object ("the red cube moved" / "the red cube is now shiny").
   :func:`counterfactual_captions` writes the same object with other changes: captions that are false for
-  the pair, used as extra negatives for it (``type_negatives``).
+  the pair, used as extra negatives for it (``type_negatives``);
+- the object's *attributes*: a random batch almost never holds a caption that differs from the pair's in
+  the shape word alone, so nothing asked stage 1 to see shape, and stage 1h's decoder called every object
+  a cylinder. :func:`attribute_swaps` writes the caption with one attribute word of the object's
+  description (size, colour, material or shape) swapped for another value: the same change made to an
+  object the description no longer fits, again false for the pair (``attribute_negatives``).
 
 Both need the caption's template, so they know this project's synthetic templates
 (:data:`clip4idc.data.synthetic.captions.TEMPLATES`) and return None for any other wording: pairs from other
@@ -21,7 +26,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from .synthetic.captions import COLOR_WORDS, MATERIAL_WORDS, TEMPLATES
+from .synthetic.captions import (
+    ATTRIBUTE_OF_WORD,
+    COLOR_WORDS,
+    MATERIAL_WORDS,
+    SHAPE_WORDS,
+    SIZE_WORDS,
+    TEMPLATES,
+)
 
 OPPOSITE = {"add": "drop", "drop": "add"}
 TYPES = tuple(TEMPLATES)  # color, material, add, drop, move
@@ -43,13 +55,19 @@ def _patterns(change_type: str) -> list[re.Pattern]:
     return out
 
 
-def reference_of(caption: str, change_type: str) -> str | None:
-    """The object phrase ``{r}`` of a caption written from a known template, else None. Where several
+def _reference_span(caption: str, change_type: str) -> tuple[int, int] | None:
+    """Where the object phrase ``{r}`` lies in ``caption.strip()``; None for an unknown template. Where several
     templates match ("the {r} moved" also matches "the cube was moved"), the longest template wins."""
     if change_type not in TEMPLATES:
         return None
-    refs = [m.group("r") for p in _patterns(change_type) if (m := p.match(caption.strip()))]
-    return min(refs, key=len) if refs else None
+    spans = [m.span("r") for p in _patterns(change_type) if (m := p.match(caption.strip()))]
+    return min(spans, key=lambda s: s[1] - s[0]) if spans else None
+
+
+def reference_of(caption: str, change_type: str) -> str | None:
+    """The object phrase ``{r}`` of a caption written from a known template, else None."""
+    span = _reference_span(caption, change_type)
+    return None if span is None else caption.strip()[span[0] : span[1]]
 
 
 def _write(ref: str, old_type: str, new_type: str, rng: np.random.Generator) -> str:
@@ -80,3 +98,46 @@ def counterfactual_captions(caption: str, change_type: str, k: int, rng: np.rand
     others = [t for t in TYPES if t != change_type]
     chosen = [others[i] for i in rng.permutation(len(others))[:k]]
     return [_write(ref, change_type, t, rng) for t in chosen]
+
+
+# attribute → {value: its caption words}; a swap draws another value and one of its words.
+_WORDS_OF_VALUE = {
+    "size": SIZE_WORDS,
+    "color": {c: (c,) for c in COLOR_WORDS},
+    "material": MATERIAL_WORDS,
+    "shape": SHAPE_WORDS,
+}
+
+
+def attribute_swaps(caption: str, change_type: str, k: int, rng: np.random.Generator) -> list[str]:
+    """Up to ``k`` distinct captions of the same change, each with one attribute word of the object's own
+    description swapped for another value of that attribute ("the small red *cube* moved" → "... *sphere*
+    moved"); [] for an unknown template or a description with no attribute word ("the object moved").
+
+    The swapped attributes take turns (in random order) so shape is swapped whenever it is named; a generic
+    noun ("object") is never swapped, since "cube" might then be true. Words of a relation's landmark
+    ("... that is behind the blue cube") are left alone: only the object's own description is its own.
+    """
+    text = caption.strip()
+    span = _reference_span(text, change_type)
+    if span is None or k <= 0:
+        return []
+    start, end = span
+    own = text[start:end].split(" that ")[0]
+    words = own.split()
+    slots = [i for i, w in enumerate(words) if w in ATTRIBUTE_OF_WORD]
+    if not slots:
+        return []
+    order = [slots[j] for j in rng.permutation(len(slots))]
+    out: list[str] = []
+    for turn in range(k):
+        i = order[turn % len(order)]
+        attr, value = ATTRIBUTE_OF_WORD[words[i]]
+        others = [v for v in _WORDS_OF_VALUE[attr] if v != value]
+        new_value = others[int(rng.integers(len(others)))]
+        synonyms = _WORDS_OF_VALUE[attr][new_value]
+        swapped = words[:i] + [synonyms[int(rng.integers(len(synonyms)))]] + words[i + 1 :]
+        candidate = text[:start] + " ".join(swapped) + text[start + len(own) :]
+        if candidate not in out:
+            out.append(candidate)
+    return out
