@@ -16,6 +16,7 @@ clip4idc train --config configs/demo_adapt_negatives.json "$@"  # stage 1e: 8 mo
 clip4idc train --config configs/demo_adapt_unchanged.json "$@"  # stage 1f: 6 more, + each scene unchanged
 clip4idc train --config configs/demo_adapt_unchanged_more.json "$@"  # stage 1g: 6 more of the same
 clip4idc train --config configs/demo_adapt_unchanged_more2.json "$@"  # stage 1h: 6 more of the same
+clip4idc train --config configs/demo_adapt_unchanged_more3.json "$@"  # stage 1i: 8 more of the same
 clip4idc train --config configs/demo_finetune.json "$@"     # stage 2 (with attention guidance)
-python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune9/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
-clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval10
+python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune10/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
+clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval11
