@@ -12,9 +12,11 @@ Stage 1 learns what tells captions apart *within a batch*. Two things almost nev
   the shape word alone, so nothing asked stage 1 to see shape, and stage 1h's decoder called every object
   a cylinder. :func:`attribute_swaps` writes the caption with one attribute word of the object's
   description (size, colour, material or shape) swapped for another value: the same change made to an
-  object the description no longer fits, again false for the pair (``attribute_negatives``).
+  object the description no longer fits, again false for the pair (``attribute_negatives``). At the demo
+  size it barely helped: the encoder, with 16-px patches at 128 px, hardly sees a small object's shape
+  (the demo model card, stage 1j).
 
-Both need the caption's template, so they know this project's synthetic templates
+All three need the caption's template, so they know this project's synthetic templates
 (:data:`clip4idc.data.synthetic.captions.TEMPLATES`) and return None for any other wording: pairs from other
 datasets simply get no twin and no counterfactuals.
 """
@@ -114,16 +116,17 @@ def attribute_swaps(caption: str, change_type: str, k: int, rng: np.random.Gener
     description swapped for another value of that attribute ("the small red *cube* moved" → "... *sphere*
     moved"); [] for an unknown template or a description with no attribute word ("the object moved").
 
-    The swapped attributes take turns (in random order) so shape is swapped whenever it is named; a generic
-    noun ("object") is never swapped, since "cube" might then be true. Words of a relation's landmark
-    ("... that is behind the blue cube") are left alone: only the object's own description is its own.
+    The named attributes take turns (in random order), so with ``k`` at least their number each is swapped
+    once, shape included. A generic noun ("object") is never swapped, since "cube" might then be true. Words
+    of a relation's landmark ("... that is behind the blue cube") are left alone: only the object's own
+    description is its own.
     """
     text = caption.strip()
     span = _reference_span(text, change_type)
     if span is None or k <= 0:
         return []
     start, end = span
-    own = text[start:end].split(" that ")[0]
+    own = text[start:end].split(" that ")[0]  # the rest of the caption, relation included, stays as it is
     words = own.split()
     slots = [i for i, w in enumerate(words) if w in ATTRIBUTE_OF_WORD]
     if not slots:
