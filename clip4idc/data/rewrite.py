@@ -28,14 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .synthetic.captions import (
-    ATTRIBUTE_OF_WORD,
-    COLOR_WORDS,
-    MATERIAL_WORDS,
-    SHAPE_WORDS,
-    SIZE_WORDS,
-    TEMPLATES,
-)
+from .synthetic.captions import ATTRIBUTE_OF_WORD, COLOR_WORDS, MATERIAL_WORDS, TEMPLATES, WORDS_OF_VALUE
 
 OPPOSITE = {"add": "drop", "drop": "add"}
 TYPES = tuple(TEMPLATES)  # color, material, add, drop, move
@@ -102,15 +95,6 @@ def counterfactual_captions(caption: str, change_type: str, k: int, rng: np.rand
     return [_write(ref, change_type, t, rng) for t in chosen]
 
 
-# attribute → {value: its caption words}; a swap draws another value and one of its words.
-_WORDS_OF_VALUE = {
-    "size": SIZE_WORDS,
-    "color": {c: (c,) for c in COLOR_WORDS},
-    "material": MATERIAL_WORDS,
-    "shape": SHAPE_WORDS,
-}
-
-
 def attribute_swaps(caption: str, change_type: str, k: int, rng: np.random.Generator) -> list[str]:
     """Up to ``k`` distinct captions of the same change, each with one attribute word of the object's own
     description swapped for another value of that attribute ("the small red *cube* moved" → "... *sphere*
@@ -136,9 +120,9 @@ def attribute_swaps(caption: str, change_type: str, k: int, rng: np.random.Gener
     for turn in range(k):
         i = order[turn % len(order)]
         attr, value = ATTRIBUTE_OF_WORD[words[i]]
-        others = [v for v in _WORDS_OF_VALUE[attr] if v != value]
+        others = [v for v in WORDS_OF_VALUE[attr] if v != value]
         new_value = others[int(rng.integers(len(others)))]
-        synonyms = _WORDS_OF_VALUE[attr][new_value]
+        synonyms = WORDS_OF_VALUE[attr][new_value]
         swapped = words[:i] + [synonyms[int(rng.integers(len(synonyms)))]] + words[i + 1 :]
         candidate = text[:start] + " ".join(swapped) + text[start + len(own) :]
         if candidate not in out:

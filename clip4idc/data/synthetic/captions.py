@@ -239,12 +239,18 @@ def _template_patterns() -> list[tuple[str, re.Pattern[str]]]:
 
 
 _PATTERNS = _template_patterns()
-ATTRIBUTE_OF_WORD = {  # caption word → (attribute, canonical value), synonyms included
+WORDS_OF_VALUE = {  # attribute → canonical value → its caption words (synonyms)
+    "size": SIZE_WORDS,
+    "color": {color: (color,) for color in COLOR_WORDS},
+    "material": MATERIAL_WORDS,
+    "shape": SHAPE_WORDS,
+}
+ATTRIBUTE_OF_WORD = {  # caption word → (attribute, canonical value): the inverse of WORDS_OF_VALUE
     word: (attr, value)
-    for attr, groups in (("size", SIZE_WORDS), ("material", MATERIAL_WORDS), ("shape", SHAPE_WORDS))
+    for attr, groups in WORDS_OF_VALUE.items()
     for value, words in groups.items()
     for word in words
-} | {color: ("color", color) for color in COLOR_WORDS}
+}
 
 
 def _parse_reference(ref: str) -> frozenset[tuple[str, str]]:
