@@ -56,11 +56,30 @@ def contrastive_loss(
     return (F.cross_entropy(text_to_pair, targets) + F.cross_entropy(pair_to_text, targets)) / 2
 
 
+def sequence_sums(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Per-row sums (B,) of ``values``, given for the ``True`` places of ``keep`` (B, L) in row order."""
+    rows = keep.nonzero(as_tuple=True)[0]
+    return values.new_zeros(keep.shape[0]).index_add(0, rows, values)
+
+
 def caption_loss(logits: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor:
     """Token cross-entropy ignoring id 0 (padding; the original's ``ignore_index=0``)."""
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(), output_ids.reshape(-1), ignore_index=0
     )
+
+
+def caption_contrast_loss(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Mean of ``-log σ(own - other)``: each caption's log-likelihood (B,) under its own pair against
+    under the other pair of its scene (the change pair and the same scene unchanged).
+
+    Why: teacher forcing alone lets the decoder lean on the language prior; "the cube has moved" is
+    as cheap to predict from an unchanged scene as from the moved one when the decoder ignores the images.
+    Asking which of the two pairs a caption came from (the two-way posterior p(pair | caption) with
+    equal priors) is only answered by reading the change. Not part of CLIP4IDC; in the spirit of Dai & Lin's
+    contrastive learning for captioning (NeurIPS 2017), with the scene's own unchanged pair as negative.
+    """
+    return F.softplus(other.float() - own.float()).mean()
 
 
 class CLIP4IDC(nn.Module):
@@ -140,6 +159,17 @@ class CLIP4IDC(nn.Module):
         logits = self._require_decoder().classifier(states[keep])
         loss = F.cross_entropy(logits.float(), output_ids[keep], reduction=reduction)
         return (loss, crosses) if return_cross_attention else loss
+
+    def caption_log_likelihood(
+        self,
+        hidden: torch.Tensor,
+        input_ids: torch.Tensor,
+        output_ids: torch.Tensor,
+        decoder_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Each caption's log-likelihood (B,) under teacher forcing: the sum of its real tokens' log p."""
+        token_loss = self.caption_loss_from_hidden(hidden, input_ids, output_ids, decoder_mask, "none")
+        return sequence_sums(-token_loss, output_ids != 0)
 
     @torch.no_grad()
     def generate(

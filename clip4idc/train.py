@@ -34,7 +34,7 @@ from .config import ModelConfig, get_config
 from .errors import Clip4idcError, fail
 from .guidance import change_target, guidance_loss
 from .io import read_json
-from .model import CLIP4IDC, contrastive_loss
+from .model import CLIP4IDC, caption_contrast_loss, contrastive_loss, sequence_sums
 from .optim import build_optimizer
 from .precision import autocast, resolve_precision
 
@@ -92,6 +92,7 @@ class TrainConfig:
     unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
     no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
     attention_guidance: float = 0.0  # finetune: weight of clip4idc.guidance's loss (not in CLIP4IDC; 0 = off)
+    caption_contrast: float = 0.0  # finetune, CLEVR-Change: weight of model.caption_contrast_loss (0 = off)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -117,6 +118,10 @@ class TrainConfig:
             raise ValueError(
                 "attention_guidance guides the caption decoder's attention: it is for stage finetune"
             )
+        if self.caption_contrast < 0:
+            raise ValueError("caption_contrast must be at least 0")
+        if self.caption_contrast and self.stage != "finetune":
+            raise ValueError("caption_contrast compares caption likelihoods: it is for stage finetune")
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
         if not 0 <= self.attribute_negatives <= 4:
@@ -287,7 +292,9 @@ class StageLoss(nn.Module):
     change the decoder is unsure of costs less called "no change" than named wrong; a weight below 1 makes
     the decoder less quick to say nothing changed. ``attention_guidance`` adds that weight times
     :func:`clip4idc.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
-    differences are camera jitter); each rank averages over its own pairs.
+    differences are camera jitter); each rank averages over its own pairs. ``caption_contrast`` adds that
+    weight times :func:`~clip4idc.model.caption_contrast_loss` for both captions of each scene (the change
+    caption against the unchanged pair, the no-change caption against the change pair), averaged.
     """
 
     def __init__(
@@ -298,10 +305,12 @@ class StageLoss(nn.Module):
         freeze_vision: bool = False,
         no_change_weight: float = 1.0,
         attention_guidance: float = 0.0,
+        caption_contrast: float = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
         self.no_change_weight, self.attention_guidance = no_change_weight, attention_guidance
+        self.caption_contrast = caption_contrast
         if freeze_vision:
             model.clip.visual.requires_grad_(False)
 
@@ -325,43 +334,56 @@ class StageLoss(nn.Module):
                 still = m.encode_pair(batch["still_before"], batch["still_after"]).pooled
                 pair_negatives = m.retrieval_logits(text, gather_with_grad(still.float(), self.d))
             return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
-        loss = self._caption_term(
-            batch["before"],
+        bef, out = batch["before"], batch["output_ids"]
+        hidden = self._encode(bef, batch["after"])
+        loss, own = self._caption_term(
+            hidden,
+            bef,
             batch["after"],
             batch["input_ids"],
-            batch["output_ids"],
+            out,
             batch["decoder_mask"],
             self.attention_guidance,
         )
-        if "distractor" in batch:
-            loss = loss + self.no_change_weight * self._caption_term(
-                batch["before"],
-                batch["distractor"],
-                batch["nc_input_ids"],
-                batch["nc_output_ids"],
-                batch["nc_decoder_mask"],
-            )
+        if "distractor" not in batch:
+            if self.caption_contrast:
+                raise ValueError(
+                    "caption_contrast needs each scene's no-change pair (CLEVR-Change's distractor images)"
+                )
+            return loss
+        still = self._encode(bef, batch["distractor"])
+        nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
+        nc_loss, nc_own = self._caption_term(still, bef, batch["distractor"], *nc)
+        loss = loss + self.no_change_weight * nc_loss
+        if self.caption_contrast:  # each caption against the scene's other pair
+            change_other = m.caption_log_likelihood(still, batch["input_ids"], out, batch["decoder_mask"])
+            nc_other = m.caption_log_likelihood(hidden, *nc)
+            contrast = caption_contrast_loss(own, change_other) + caption_contrast_loss(nc_own, nc_other)
+            loss = loss + self.caption_contrast * contrast / 2
         return loss
 
-    def _caption_term(self, bef, aft, inp, out, mask, guidance: float = 0.0) -> torch.Tensor:
+    def _encode(self, bef: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
-            hidden = self.model.encode_pair(bef, aft).hidden
+            return self.model.encode_pair(bef, aft).hidden
+
+    def _caption_term(
+        self, hidden, bef, aft, inp, out, mask, guidance: float = 0.0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The caption loss (token mean over the global batch) and each caption's log-likelihood (B,)."""
+        token_loss, crosses = self.model.caption_loss_from_hidden(
+            hidden, inp, out, mask, reduction="none", return_cross_attention=True
+        )
         if self.d.world == 1:
-            loss, crosses = self.model.caption_loss_from_hidden(
-                hidden, inp, out, mask, return_cross_attention=True
-            )
+            loss = token_loss.mean()
         else:
             total = (out != 0).sum().float()
             dist.all_reduce(total)
-            loss, crosses = self.model.caption_loss_from_hidden(
-                hidden, inp, out, mask, reduction="sum", return_cross_attention=True
-            )
-            loss = loss / total * self.d.world
+            loss = token_loss.sum() / total * self.d.world
         if guidance:
             cfg = self.model.config
             target, valid = change_target(bef, aft, cfg.patch)
             loss = loss + guidance * guidance_loss(crosses, out, target, valid, cfg.grid)
-        return loss
+        return loss, sequence_sums(-token_loss, out != 0)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -574,6 +596,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.freeze_vision and cfg.stage == "finetune",
         cfg.no_change_weight,
         cfg.attention_guidance,
+        cfg.caption_contrast,
     )
     if d.world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
