@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 source .venv/bin/activate
 [ -f data/demo_train/splits.json ] || clip4idc data synth data/demo_train --pairs 16000 --size 160x120 --seed 7 \
   --workers 2 --val-frac 0.03 --test-frac 0.02
+[ -f data/demo_train_b/splits.json ] || clip4idc data synth data/demo_train_b --pairs 24000 --size 160x120 --seed 8 \
+  --workers 2 --val-frac 0.02 --test-frac 0
 [ -f data/demo_test/splits.json ] || clip4idc data synth data/demo_test --pairs 1100 --size 160x120 --seed 12345 \
   --workers 2 --val-frac 0 --test-frac 0.92
 clip4idc train --config configs/demo_adapt.json "$@"        # stage 1a: 12 epochs from random weights
@@ -17,6 +19,7 @@ clip4idc train --config configs/demo_adapt_unchanged.json "$@"  # stage 1f: 6 mo
 clip4idc train --config configs/demo_adapt_unchanged_more.json "$@"  # stage 1g: 6 more of the same
 clip4idc train --config configs/demo_adapt_unchanged_more2.json "$@"  # stage 1h: 6 more of the same
 clip4idc train --config configs/demo_adapt_unchanged_more3.json "$@"  # stage 1i: 8 more of the same
+clip4idc train --config configs/demo_adapt_fresh.json "$@"  # stage 1k: 3 more of the same on demo_train_b
 clip4idc train --config configs/demo_finetune.json "$@"     # stage 2 (with attention guidance)
-python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune10/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
-clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval11
+python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune11/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
+clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval12
