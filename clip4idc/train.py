@@ -122,6 +122,10 @@ class TrainConfig:
             raise ValueError("caption_contrast must be at least 0")
         if self.caption_contrast and self.stage != "finetune":
             raise ValueError("caption_contrast compares caption likelihoods: it is for stage finetune")
+        if self.caption_contrast and self.dataset != "clevr":
+            raise ValueError(
+                "caption_contrast needs each scene's no-change pair: CLEVR-Change (dataset clevr) only"
+            )
         if not 0 <= self.type_negatives <= 4:
             raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
         if not 0 <= self.attribute_negatives <= 4:

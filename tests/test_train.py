@@ -322,13 +322,13 @@ def test_caption_contrast_asks_each_caption_which_pair_of_its_scene_it_came_from
         for weight in (0.5, 2.0):
             got = StageLoss(model, "finetune", Dist(), caption_contrast=weight)(batch)
             assert torch.allclose(got, plain + weight * contrast, atol=1e-5), weight
-        no_distractor = {
-            k: v for k, v in batch.items() if k in ("before", "after") or k in _batch("finetune")
-        }
+        no_distractor = {k: batch[k] for k in _batch("finetune")}
         with pytest.raises(ValueError, match="no-change pair"):
             StageLoss(model, "finetune", Dist(), caption_contrast=0.5)(no_distractor)
     with pytest.raises(ValueError, match="stage finetune"):
         TrainConfig(stage="adapt", caption_contrast=0.5)
+    with pytest.raises(ValueError, match="CLEVR-Change"):
+        TrainConfig(stage="finetune", dataset="spot", caption_contrast=0.5)
     with pytest.raises(ValueError, match="at least 0"):
         TrainConfig(stage="finetune", caption_contrast=-1.0)
 
