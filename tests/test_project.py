@@ -36,3 +36,40 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in readme
     assert "bash scripts/test.sh" in ci
+
+
+CONFIGS = sorted((REPO / "configs").glob("*.json"))
+
+
+def test_shipped_training_configs_load():
+    """A typo in a shipped config (an unknown option, a bad value) fails here, not hours into a recipe."""
+    from clip4idc.config import list_configs
+    from clip4idc.train import TrainConfig
+
+    assert len(CONFIGS) >= 10
+    for path in CONFIGS:
+        cfg = TrainConfig.from_file(path, [])
+        assert cfg.model in list_configs(), f"{path.name}: unknown model {cfg.model!r}"
+        assert cfg.out.startswith("runs/"), f"{path.name}: out {cfg.out!r} is outside runs/"
+
+
+def test_training_scripts_chain_their_stages_in_order():
+    """Each stage of a recipe script starts from a run that an earlier line of the same script wrote."""
+    from clip4idc.train import TrainConfig
+
+    scripts = sorted((REPO / "scripts").glob("train_demo*.sh"))
+    assert len(scripts) >= 2
+    for script in scripts:
+        written: set[str] = set()
+        names = re.findall(r"clip4idc train --config (\S+)", script.read_text())
+        assert names, f"{script.name} trains nothing"
+        for name in names:
+            assert (REPO / name).is_file(), f"{script.name}: {name} does not exist"
+            cfg = TrainConfig.from_file(REPO / name, [])
+            if cfg.init and cfg.init.startswith("runs/"):
+                assert cfg.init.removesuffix("/best") in written, (
+                    f"{script.name}: {name} starts from {cfg.init}, which no earlier stage writes"
+                )
+            written.add(cfg.out)
+        last = TrainConfig.from_file(REPO / names[-1], [])
+        assert last.stage == "finetune", f"{script.name} ends without a caption decoder"
