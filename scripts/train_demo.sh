@@ -4,12 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
-[ -f data/demo_train/splits.json ] || clip4idc data synth data/demo_train --pairs 16000 --size 160x120 --seed 7 \
-  --workers 2 --val-frac 0.03 --test-frac 0.02
-[ -f data/demo_train_b/splits.json ] || clip4idc data synth data/demo_train_b --pairs 24000 --size 160x120 --seed 8 \
-  --workers 2 --val-frac 0.02 --test-frac 0
-[ -f data/demo_test/splits.json ] || clip4idc data synth data/demo_test --pairs 1100 --size 160x120 --seed 12345 \
-  --workers 2 --val-frac 0 --test-frac 0.92
+source scripts/demo_data.sh
+synth data/demo_train 16000 7 0.03 0.02      # 15,200 training scenes (data seed 7)
+synth data/demo_train_b 24000 8 0.02 0       # a second set for stage 1k (data seed 8)
+synth data/demo_test 1100 12345 0 0.92       # the fresh test set: 1,012 scenes
 clip4idc train --config configs/demo_adapt.json "$@"        # stage 1a: 12 epochs from random weights
 clip4idc train --config configs/demo_adapt_more.json "$@"   # stage 1b: 24 more epochs (fresh warm-up)
 clip4idc train --config configs/demo_adapt_b256.json "$@"   # stage 1c: 12 more epochs at batch 256

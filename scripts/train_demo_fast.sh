@@ -7,10 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
-[ -f data/demo_train/splits.json ] || clip4idc data synth data/demo_train --pairs 16000 --size 160x120 --seed 7 \
-  --workers 2 --val-frac 0.03 --test-frac 0.02
-[ -f data/demo_train_c/splits.json ] || clip4idc data synth data/demo_train_c --pairs 48000 --size 160x120 --seed 9 \
-  --workers 2 --val-frac 0.01 --test-frac 0
+source scripts/demo_data.sh
+synth data/demo_train 16000 7 0.03 0.02      # 15,200 training scenes (data seed 7)
+synth data/demo_train_c 48000 9 0.01 0       # 47,520 scenes for part 2 (data seed 9)
 clip4idc train --config configs/demo_fast_adapt.json "$@"       # stage 1, part 1: 10 plain epochs from random weights
 clip4idc train --config configs/demo_fast_adapt_hard.json "$@"  # stage 1, part 2: 1 epoch of hard negatives on new scenes
 clip4idc train --config configs/demo_fast_finetune.json "$@"    # stage 2 (attention guidance, frozen vision tower)
