@@ -1,8 +1,11 @@
 """Training throughput (pairs/s) per stage, fp32 vs bf16 autocast, on random data.
 
     python benchmarks/train_speed.py --model ViT-B-32 --batch 16 --steps 3
+    python benchmarks/train_speed.py --model demo --batch 64 --steps 8 --compile   # + torch.compile
 
-Prints one line per (stage, precision) and the bf16/fp32 speed ratio. bf16 runs only where the device
+Prints one line per (stage, precision) and the bf16/fp32 speed ratio; with ``--compile``, also the same
+step through ``torch.compile`` (training's ``compile=true``) and its ratio to eager (compilation itself,
+the first two steps, is not timed). bf16 runs only where the device
 supports it (CPU: AVX512-BF16/AMX; see clip4idc.precision).
 """
 
@@ -37,12 +40,16 @@ def batch_for(stage: str, cfg: clip4idc.ModelConfig, n: int, device: torch.devic
     return {k: v.to(device) for k, v in b.items()}
 
 
-def measure(stage: str, precision: str, args: argparse.Namespace, device: torch.device) -> float:
+def measure(
+    stage: str, precision: str, args: argparse.Namespace, device: torch.device, compiled: bool = False
+) -> float:
     torch.manual_seed(0)
     overrides = {"decoder_layers": 0} if stage == "adapt" else {}
     model = clip4idc.build_model(args.model, **overrides).to(device).train()
     opt, sched = build_optimizer(model, 1e-4, 1e-3, 0.01, 0.1, 100)
     step = StageLoss(model, stage, Dist())
+    if compiled:
+        step = torch.compile(step)
     batch = batch_for(stage, model.config, args.batch, device)
 
     def one() -> None:
@@ -53,7 +60,8 @@ def measure(stage: str, precision: str, args: argparse.Namespace, device: torch.
         sched.step()
         opt.zero_grad(set_to_none=True)
 
-    one()  # warm-up
+    one()  # warm-up (and compilation)
+    one()
     if device.type == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
@@ -71,6 +79,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--stages", default="adapt,finetune")
+    p.add_argument("--compile", action="store_true", help="also time the torch.compile'd step")
     args = p.parse_args()
     device = torch.device(args.device)
     bf16 = device.type == "cuda" or cpu_has_native_bf16()
@@ -89,6 +98,14 @@ def main() -> None:
         else:
             line += " | bf16 not supported natively on this device"
         print(line, flush=True)
+        if args.compile:
+            precision = "bf16" if bf16 else "fp32"
+            eager = b if bf16 else fp32
+            c = measure(stage, precision, args, device, compiled=True)
+            print(
+                f"{stage:9s} {precision} compiled {c:8.2f} pairs/s | compiled/eager {c / eager:5.2f}x",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
