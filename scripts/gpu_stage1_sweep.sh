@@ -15,11 +15,11 @@ PAIRS=${PAIRS:-16000} DEVICE=${DEVICE:-cuda}  # a dry run here: PAIRS=200 DEVICE
 mkdir -p "$OUT" "$WORK/runs"
 export PYTHONPATH="$PWD${EXTRA_SITE:+:$EXTRA_SITE}" PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
-cli() { "$py" -c "from clip4idc.cli import main; main()" "$@"; }
+cli=("$py" -c "from clip4idc.cli import main; main()")  # no console script needed on the device
 data="$WORK/demo_train"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 start=$(date +%s)
-[ -f "$data/splits.json" ] || cli data synth "$data" --pairs "$PAIRS" --size 160x120 --seed 7 --workers 16 \
+[ -f "$data/splits.json" ] || "${cli[@]}" data synth "$data" --pairs "$PAIRS" --size 160x120 --seed 7 --workers 16 \
   --val-frac 0.03 --test-frac 0.02 2>&1 | tail -1
 # fill the image cache once, 16 processes, so the variants do not all decode the same PNGs
 "$py" - "$data" <<'PY'
@@ -37,7 +37,7 @@ PY
 echo "data ready after $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
 variant() {  # name, overrides...
   local name=$1; shift
-  timeout "$LIMIT" "$py" -c "from clip4idc.cli import main; main()" train --config configs/demo_sweep_hard.json \
+  timeout "$LIMIT" "${cli[@]}" train --config configs/demo_sweep_hard.json \
     --out "$WORK/runs/$name" data="$data" cache_dir="$data/.cache128" device="$DEVICE" workers=2 threads=1 \
     progress=false ${EXTRA:-} "$@" > "$WORK/$name.log" 2>&1
   echo "== $name ($*): exit $?" >> "$WORK/$name.log"
@@ -53,7 +53,8 @@ import json, sys
 from pathlib import Path
 work = Path(sys.argv[1])
 for run in sorted((work / "runs").iterdir()):
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
+    log = run / "metrics.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     r1 = " ".join(f"{r['val']['R@1']:.1f}" for r in rows if "val" in r)
     secs = sum(r["epoch_seconds"] for r in rows)
     print(f"{run.name}: {len(rows)} epochs, {secs:.0f} s; val R@1 per epoch: {r1}")
