@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# A short demo recipe: the bundled recipe's ideas at half its stage-1 learning rate (2.5e-4), with
+# torch.compile, in one plain and one hard-negative part, then the bundled recipe's stage 2. Its time and
+# results: the model card's "A lower learning rate" (clip4idc/weights/demo/README.md). Writes runs/short_*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .venv/bin/activate
+source scripts/demo_data.sh
+synth data/demo_train 16000 7 0.03 0.02      # 15,200 training scenes (data seed 7)
+clip4idc train --config configs/demo_short_adapt.json "$@"       # stage 1, part 1: 12 plain epochs, lr 2.5e-4
+clip4idc train --config configs/demo_short_adapt_hard.json "$@"  # stage 1, part 2: 6 epochs of every hard negative
+clip4idc train --config configs/demo_short_finetune.json "$@"    # stage 2 (attention guidance, frozen vision tower)
+clip4idc eval --checkpoint runs/short_finetune/best --data data/demo_train --split val --out runs/val_short  # chosen on val
