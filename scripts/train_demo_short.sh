@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A short demo recipe: the bundled recipe's ideas at half its stage-1 learning rate (2.5e-4), with
-# torch.compile, in one plain and one hard-negative part, then the bundled recipe's stage 2. Its time and
-# results: the model card's "A lower learning rate" (clip4idc/weights/demo/README.md). Writes runs/short_*.
+# torch.compile, in one plain and one hard-negative part, then the bundled recipe's stage 2 in 3 epochs.
+# 1 h 33 min on this 2-core CPU; val: 68.8 % of change types named (bundled model 90.8 %), CIDEr 1.236. Not
+# adopted. The model card's "A lower learning rate" (clip4idc/weights/demo/README.md). Writes runs/short_*.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source .venv/bin/activate
