@@ -5,8 +5,8 @@
 
 Prints one line per (stage, precision) and the bf16/fp32 speed ratio; with ``--compile``, also the same
 step through ``torch.compile`` (training's ``compile=true``) and its ratio to eager (compilation itself,
-the first two steps, is not timed). bf16 runs only where the device
-supports it (CPU: AVX512-BF16/AMX; see clip4idc.precision).
+the first two steps, is not timed). bf16 runs only where the device supports it (CPU: AVX512-BF16/AMX;
+see clip4idc.precision).
 """
 
 from __future__ import annotations
@@ -98,9 +98,8 @@ def main() -> None:
         else:
             line += " | bf16 not supported natively on this device"
         print(line, flush=True)
-        if args.compile:
-            precision = "bf16" if bf16 else "fp32"
-            eager = b if bf16 else fp32
+        if args.compile:  # against the faster eager path this device has
+            precision, eager = ("bf16", b) if bf16 else ("fp32", fp32)
             c = measure(stage, precision, args, device, compiled=True)
             print(
                 f"{stage:9s} {precision} compiled {c:8.2f} pairs/s | compiled/eager {c / eager:5.2f}x",
