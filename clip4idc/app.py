@@ -32,6 +32,7 @@ import time  # noqa: E402
 import types  # noqa: E402
 import warnings  # noqa: E402
 from collections import OrderedDict  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -47,6 +48,9 @@ from .preprocess import load_image  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).with_name("assets") / "examples"
 MAX_PIXELS = 40_000_000  # per image; larger uploads are refused before decoding
+MAX_CANDIDATES = 20  # candidate captions scored per request (each is one text-encoder pass)
+MAX_CANDIDATE_CHARS = 300  # per candidate; CLIP's text encoder reads 77 tokens at most anyway
+CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -63,36 +67,76 @@ class LoadedModel:
     decoder_trained: bool = True
 
 
-def load_for_app(checkpoint: str) -> LoadedModel:
-    """``demo`` (bundled weights, or a random-weight demo-config model until they exist) or a local path."""
+def load_for_app(name: str, source: str | Path) -> LoadedModel:
+    """Load one of the operator's checkpoints (``source`` is ``demo`` or a path) under its menu ``name``."""
     from clip4idc.checkpoint import load_with_notes
 
-    key = (checkpoint or "demo").strip()
-    model, notes = load_with_notes(key if key == "demo" else Path(key).expanduser())
+    model, notes = load_with_notes(source)
     notes = [f"{n[0].upper()}{n[1:]}.".replace("untrained", "**untrained**") for n in notes]
     layout, cfg = model.load_layout, model.config
-    if key == "demo":
+    if str(source) == "demo":
         label = "bundled demo model" if layout != "random" else "demo architecture, random weights"
     else:
-        label = f"{Path(key).name} ({layout} layout, {cfg.name}, {cfg.resolution}px / patch {cfg.patch})"
-    return LoadedModel(model, key, label, notes, decoder_trained=layout == "clip4idc")
+        label = f"{name} ({layout} layout, {cfg.name}, {cfg.resolution}px / patch {cfg.patch})"
+    return LoadedModel(model, name, label, notes, decoder_trained=layout == "clip4idc")
+
+
+def _is_checkpoint(path: Path) -> bool:
+    from clip4idc.checkpoint import WEIGHTS_NAME
+
+    return (path / WEIGHTS_NAME).is_file() if path.is_dir() else path.suffix in CHECKPOINT_SUFFIXES
+
+
+def offered_checkpoints(sources: Sequence[str | Path] = ()) -> dict[str, str]:
+    """The menu of the app: ``name → source``, the bundled model first, then what the operator listed.
+
+    Why: a visitor chooses only among these names. A folder that is not itself a checkpoint offers each
+    checkpoint inside it (``save_pretrained`` folders and ``.bin``/``.pt``/``.pth``/``.safetensors`` files).
+    A missing path is the operator's mistake and fails at start.
+    """
+    offered = {"demo": "demo"}
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        if str(source) == "demo":
+            continue
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise Clip4idcError(f"{path}: checkpoint not found (given with --checkpoint)")
+        found = (
+            [path]
+            if _is_checkpoint(path) or not path.is_dir()
+            else sorted(p for p in path.iterdir() if _is_checkpoint(p))
+        )
+        if not found:
+            raise Clip4idcError(f"{path}: folder holds no checkpoint (given with --checkpoint)")
+        for item in found:
+            name, n = item.name, 2
+            while name in offered:
+                name, n = f"{item.name} ({n})", n + 1
+            offered[name] = str(item.resolve())
+    return offered
 
 
 class ModelCache:
-    """Thread-safe LRU of loaded models keyed by checkpoint (so each request names its own checkpoint)."""
+    """Thread-safe LRU of loaded models, keyed by menu name; only the offered checkpoints can be loaded."""
 
-    def __init__(self, capacity: int = 2) -> None:
+    def __init__(self, offered: dict[str, str] | None = None, capacity: int = 2) -> None:
+        self.offered = offered if offered is not None else offered_checkpoints()
         self.capacity = capacity
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, checkpoint: str) -> LoadedModel:
+    def get(self, checkpoint: str | None) -> LoadedModel:
         key = (checkpoint or "demo").strip()
+        if key not in self.offered:  # the same answer whatever exists on the server's disk
+            shown = key if len(key) <= 60 else key[:57] + "..."
+            raise Clip4idcError(
+                f"{shown!r} is not a checkpoint this app offers (choose one of: {', '.join(self.offered)})"
+            )
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = load_for_app(key)
+            loaded = load_for_app(key, self.offered[key])
             self._models[key] = loaded
             while len(self._models) > self.capacity:
                 self._models.popitem(last=False)
@@ -124,8 +168,7 @@ def read_image(value: Any, which: str) -> tuple[Image.Image, list[str]]:
     if isinstance(value, BadUpload):
         raise Clip4idcError(f"The {which} image could not be read: {value}")
     if isinstance(value, Image.Image):
-        img = value
-        return load_image(img), []
+        return load_image(value, orient=True), []
     path = str(value)
     name = _describe_name(path)
     try:
@@ -147,7 +190,7 @@ def read_image(value: Any, which: str) -> tuple[Image.Image, list[str]]:
             f"(the app accepts up to {MAX_PIXELS // 1_000_000} megapixels)."
         )
     try:
-        img = load_image(path)
+        img = load_image(path, orient=True)
     except Clip4idcError as err:
         problem = str(err).split(": ", 1)[-1]
         raise Clip4idcError(f"The {which} image ({name}) could not be read: {problem}.") from None
@@ -265,6 +308,12 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
             texts = [t.strip() for t in (candidates or "").splitlines() if t.strip()]
             if not texts:
                 raise Clip4idcError("Type one or more candidate captions, one per line.")
+            if len(texts) > MAX_CANDIDATES:
+                raise Clip4idcError(
+                    f"{len(texts)} candidate captions: the app scores at most {MAX_CANDIDATES}."
+                )
+            if max(len(t) for t in texts) > MAX_CANDIDATE_CHARS:
+                raise Clip4idcError(f"A candidate caption is longer than {MAX_CANDIDATE_CHARS} characters.")
             scores = attention.score_captions(loaded.model, pair.before, pair.after, texts)
         except Clip4idcError as err:
             return [], _status([], str(err))
@@ -329,9 +378,12 @@ CSS = """
 """
 
 
-def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None) -> gr.Blocks:
-    """The Blocks page. Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
+def build_app(cache: ModelCache | None = None) -> gr.Blocks:
+    """The Blocks page over the cache's offered checkpoints (the operator's first one is shown first).
+    Call ``.queue(...)`` and ``.launch(...)`` on it (see :func:`serve`)."""
     cache = cache or ModelCache()
+    names = list(cache.offered)
+    default_checkpoint = names[1] if len(names) > 1 else names[0]
     h = make_handlers(cache)
     examples = load_examples()
     theme = gr.themes.Default(
@@ -345,11 +397,11 @@ def build_app(default_checkpoint: str = "demo", cache: ModelCache | None = None)
         )
         with gr.Row():
             checkpoint = gr.Dropdown(
-                choices=["demo"],
+                choices=names,
                 value=default_checkpoint,
-                allow_custom_value=True,
+                allow_custom_value=False,
                 label="Checkpoint",
-                info="'demo' or a local path: a clip4idc directory, an original CLIP4IDC .bin, an OpenAI CLIP .pt",
+                info="the bundled demo model and the checkpoints this app's operator offers",
                 scale=3,
             )
             model_md = gr.Markdown(elem_id="model-info")
@@ -488,9 +540,9 @@ class OfflinePageMiddleware:
 
 
 def serve(
-    checkpoint: str = "demo",
-    host: str = "127.0.0.1",
-    port: int = 7860,
+    checkpoints: Sequence[str | Path] = (),
+    host: str | None = None,
+    port: int | None = None,
     share: bool = False,
     concurrency: int = 1,
     max_queue: int = 64,
@@ -498,29 +550,45 @@ def serve(
     block: bool = True,
     quiet: bool = False,
 ) -> tuple[gr.Blocks, str]:
-    """Queue and launch the app; returns (app, local URL). ``block=False`` returns at once (tests)."""
-    demo = build_app(checkpoint)
+    """Queue and launch the app offering the bundled model and ``checkpoints``; returns (app, local URL).
+
+    ``host`` and ``port`` default to ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (what Docker and
+    hosted deployments set), else 127.0.0.1:7860. ``block=False`` returns at once (tests).
+    """
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    if port is None:
+        env_port = os.environ.get("GRADIO_SERVER_PORT", "7860")
+        if not env_port.isdigit() or not 0 < int(env_port) < 65536:
+            raise Clip4idcError(f"GRADIO_SERVER_PORT={env_port!r} is not a port number (1-65535)")
+        port = int(env_port)
+    demo = build_app(ModelCache(offered_checkpoints(checkpoints)))
     demo.queue(default_concurrency_limit=concurrency, max_size=max_queue)
-    _, url, _ = demo.launch(
-        server_name=host,
-        server_port=port,
-        share=share,
-        max_file_size=max_file_size,
-        show_error=True,
-        ssr_mode=False,
-        inbrowser=False,
-        prevent_thread_lock=not block,
-        quiet=quiet,
-        allowed_paths=[str(EXAMPLES_DIR)],
-        app_kwargs={"middleware": [Middleware(OfflinePageMiddleware)]},
-    )
+    try:
+        _, url, _ = demo.launch(
+            server_name=host,
+            server_port=port,
+            share=share,
+            max_file_size=max_file_size,
+            show_error=True,
+            ssr_mode=False,
+            inbrowser=False,
+            prevent_thread_lock=not block,
+            quiet=quiet,
+            allowed_paths=[str(EXAMPLES_DIR)],
+            app_kwargs={"middleware": [Middleware(OfflinePageMiddleware)]},
+        )
+    except OSError as err:
+        raise Clip4idcError(
+            f"cannot listen on {host}:{port} ({str(err).splitlines()[0][:120]}); the port may be in use: "
+            "choose another with --port or GRADIO_SERVER_PORT"
+        ) from None
     return demo, url
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
-    """Entry point of ``clip4idc demo`` / ``python app.py``."""
+    """Entry point of ``clip4idc app`` / ``python app.py``."""
     serve(
-        args.checkpoint,
+        args.checkpoint or (),
         args.host,
         args.port,
         args.share,
@@ -532,7 +600,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python app.py [--host H] [--port P] [--share] [--checkpoint C]``."""
+    """``python app.py [--host H] [--port P] [--share] [--checkpoint C ...]``."""
     from .commands.demo import add_arguments
 
     parser = argparse.ArgumentParser(prog="app.py", description="clip4idc web app")

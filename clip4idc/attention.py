@@ -69,7 +69,7 @@ def _pair_tensors(
                 f"expected one preprocessed pair of shape (3,{res},{res}), got {tuple(before.shape)}"
             )
     else:
-        bef, aft = preprocess_pairs([before], [after], res)
+        bef, aft = preprocess_pairs([before], [after], res, orient=True)
     return bef.to(device), aft.to(device)
 
 
@@ -400,7 +400,7 @@ def _as_rgb_array(image: ImageLike | np.ndarray) -> np.ndarray:
         if arr.ndim == 2:
             arr = np.repeat(arr[..., None], 3, axis=2)
         return arr[..., :3]
-    return np.asarray(load_image(image))
+    return np.asarray(load_image(image, orient=True))
 
 
 def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -8,20 +8,26 @@
   fp32; the tied keys must agree.
 * Ours: a directory with ``config.json`` and ``model.safetensors`` (``save_pretrained``).
 
-Pickled files are read with ``torch.load(weights_only=True)``: no code in a checkpoint ever runs.
-Every problem is one :class:`~clip4idc.errors.Clip4idcError` naming the file.
+No code in a checkpoint ever runs: zip archives (``torch.save`` files and TorchScript archives) are
+read as data by :mod:`clip4idc.archive`, older pickles with ``torch.load(weights_only=True)``, and only
+regular files of bounded size are opened. Every problem is one :class:`~clip4idc.errors.Clip4idcError`
+naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import stat
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import IO
 
 import torch
 
+from .archive import ArchiveError, read_archive
 from .config import ModelConfig, get_config, infer_config
 from .errors import Clip4idcError, fail
 from .model import CLIP4IDC, TIED_KEYS
@@ -37,44 +43,79 @@ PAIR_KEYS = (
     "clip.visual.ln_mid.bias",
 )
 OPENAI_INT_ENTRIES = ("input_resolution", "context_length", "vocab_size")
+MAX_CHECKPOINT_BYTES = 8 * 2**30  # the largest OpenAI CLIP file (ViT-L/14@336px) is under 1 GB
 
 
-def _is_torchscript(path: Path) -> bool:
+def open_regular(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file of at most ``max_bytes``.
+
+    Why: a device (``/dev/zero``), a named pipe or a symlink to either never ends or blocks; ``O_NONBLOCK``
+    keeps the open itself from blocking on a pipe, and the type is checked on the opened descriptor.
+    """
     try:
-        with zipfile.ZipFile(path) as zf:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise fail(path, "checkpoint not found") from None
+    except PermissionError:
+        raise fail(path, "permission denied") from None
+    except OSError as err:
+        raise fail(path, f"cannot open ({err.strerror or err})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise fail(path, "not a regular file (a device, pipe or socket): refused")
+    if info.st_size > max_bytes:
+        os.close(fd)
+        raise fail(path, f"file is {info.st_size:,} bytes, more than the {max_bytes:,} a checkpoint may have")
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _torch_load_problem(err: Exception) -> str:
+    """torch's refusal in one line of ours (torch's own message advises running the file's code anyway)."""
+    text = str(err)
+    code = re.search(r"GLOBAL ([\w.]+)", text)
+    if code:
+        return f"it asks to run code ({code.group(1)}), and clip4idc never runs code from a checkpoint"
+    detail = text.split("WeightsUnpickler error:", 1)[-1].strip() if "Weights only" in text else text
+    detail = detail.splitlines()[0] if detail else type(err).__name__
+    return f"truncated or another format? ({detail})"
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read raw tensors from any supported file (or one of our directories), without building a model."""
+    """Read raw tensors from any supported file (or one of our directories), without building a model.
+
+    Nothing in the file runs: safetensors is data by design, zip archives (``torch.save`` and TorchScript)
+    go through :mod:`clip4idc.archive`, and older pickles through ``torch.load(weights_only=True)``.
+    """
     path = Path(path)
-    if not path.exists():
-        raise fail(path, "checkpoint not found")
     if path.is_dir():
         weights = path / WEIGHTS_NAME
         if not weights.exists():
             raise fail(path, f"directory has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
         path = weights
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    with open_regular(path) as fh:
+        if path.suffix == ".safetensors":
+            from safetensors import SafetensorError
+            from safetensors.torch import load as load_safetensors
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as err:
-            raise fail(path, f"not a readable safetensors file ({err})") from None
-    if _is_torchscript(path):
-        try:
-            return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
-        except (RuntimeError, OSError) as err:
-            raise fail(path, f"unreadable TorchScript archive ({str(err).splitlines()[0]})") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle/zip/EOF errors come in many types
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise fail(path, f"not a readable PyTorch checkpoint (truncated or another format?): {msg}") from None
+            try:
+                return load_safetensors(fh.read())
+            except (SafetensorError, OSError, ValueError) as err:
+                raise fail(path, f"not a readable safetensors file ({err})") from None
+        is_zip = zipfile.is_zipfile(fh)
+        fh.seek(0)
+        if is_zip:
+            try:
+                obj = read_archive(fh, MAX_CHECKPOINT_BYTES)
+            except ArchiveError as err:
+                raise fail(path, f"not a readable PyTorch checkpoint: {err}") from None
+        else:
+            try:
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
+            except Exception as err:  # pickle/EOF errors come in many types
+                raise fail(path, f"not a readable PyTorch checkpoint: {_torch_load_problem(err)}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -89,10 +130,11 @@ def _normalise(raw: dict[str, object], path: Path) -> tuple[dict[str, torch.Tens
     for key, value in raw.items():
         key = key.replace("module.", "", 1) if key.startswith("module.") else key
         key = key.replace("gamma", "weight").replace("beta", "bias")  # the original's init_preweight
-        if isinstance(value, torch.Tensor):
-            state[key] = value.float() if value.is_floating_point() else value
-        elif key not in OPENAI_INT_ENTRIES:
+        if key in OPENAI_INT_ENTRIES:  # OpenAI's file records these sizes (as ints or 0-d tensors)
+            continue
+        if not isinstance(value, torch.Tensor):
             raise fail(path, f"entry {key!r} is not a tensor")
+        state[key] = value.float() if value.is_floating_point() else value
     if any(k.startswith("clip.") for k in state):
         layout = "clip4idc"
     elif "visual.conv1.weight" in state and "token_embedding.weight" in state:
@@ -235,7 +277,11 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
         for k, v in model.state_dict().items()
         if k not in TIED_KEYS
     }
-    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tmp", delete=False) as tmp:
+    for stale in [*directory.glob(f".{WEIGHTS_NAME}.*.tmp"), *directory.glob("tmp*.tmp")]:
+        stale.unlink(missing_ok=True)  # left by a save that was killed mid-write
+    with tempfile.NamedTemporaryFile(
+        dir=directory, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp", delete=False
+    ) as tmp:
         tmp_name = tmp.name
     try:
         save_file(

@@ -41,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may sit on either side of a flag (``train epochs=6 --resume lr=1e-4``); argparse
+    # takes only the first run of positionals, so the rest come back as unknown and join the overrides.
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if not hasattr(args, "overrides") or any(u.startswith("-") or "=" not in u for u in unknown):
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.overrides = list(args.overrides or []) + unknown
     try:
         result = args.func(args)
     except Clip4idcError as err:

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from .errors import Clip4idcError, fail
+from .io import check_writable_folder, write_json_atomic
 
 __all__ = ["evaluate", "register", "resolve_checkpoint", "format_summary"]
 
@@ -87,7 +88,7 @@ def _device(name: str | torch.device) -> torch.device:
 
 
 def _check_out(out: Path | None) -> None:
-    """Fail before minutes of inference, not after, when OUT cannot be a folder."""
+    """Fail before minutes of inference, not after, when OUT cannot be a folder or cannot be written."""
     if out is None:
         return
     if out.exists() and not out.is_dir():
@@ -95,6 +96,7 @@ def _check_out(out: Path | None) -> None:
     for name in ("metrics.json", "predictions.json"):
         if (out / name).is_dir():
             raise fail(out / name, "is a directory, cannot write JSON there")
+    check_writable_folder(out)
 
 
 def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
@@ -501,15 +503,24 @@ def evaluate(
     metrics = _clean(metrics)
 
     if out_dir is not None:
-        from .io import write_json_atomic
-
         records = per_sample_records(predictions, references, per_sample)
         for pid, rec in records.items():
             rec["change_type"] = true_types[pid] or None
             rec["predicted_type"] = predicted_types[pid]
-        write_json_atomic(out_dir / "predictions.json", _clean(records))
-        write_json_atomic(out_dir / "metrics.json", metrics)
+        try:
+            write_json_atomic(out_dir / "predictions.json", _clean(records))
+            write_json_atomic(out_dir / "metrics.json", metrics)
+        except Clip4idcError as err:
+            raise UnsavedResults(str(err), metrics) from None
     return metrics
+
+
+class UnsavedResults(Clip4idcError):
+    """Writing the results failed after the evaluation ran; ``metrics`` still holds them."""
+
+    def __init__(self, message: str, metrics: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.metrics = metrics
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -632,30 +643,37 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"intra_layers": args.intra_layers} if args.intra_layers is not None else {}
     model = load_for_inference(path, args.config, **overrides)
     spice: str | bool | None = False if args.no_spice else args.spice_lib
+    unsaved: UnsavedResults | None = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        metrics = evaluate(
-            model,
-            args.data,
-            dataset=args.dataset,
-            split=args.split,
-            out=args.out,
-            batch_size=args.batch_size,
-            beam_size=args.beam,
-            max_words=args.max_words,
-            precision=args.precision,
-            device=args.device,
-            spice=spice,
-            baseline=not args.no_baseline,
-            pointing=not args.no_pointing,
-            max_pairs=args.max_pairs,
-            workers=args.workers,
-            checkpoint=args.checkpoint,
-            progress=not args.no_progress,
-        )
+        try:
+            metrics = evaluate(
+                model,
+                args.data,
+                dataset=args.dataset,
+                split=args.split,
+                out=args.out,
+                batch_size=args.batch_size,
+                beam_size=args.beam,
+                max_words=args.max_words,
+                precision=args.precision,
+                device=args.device,
+                spice=spice,
+                baseline=not args.no_baseline,
+                pointing=not args.no_pointing,
+                max_pairs=args.max_pairs,
+                workers=args.workers,
+                checkpoint=args.checkpoint,
+                progress=not args.no_progress,
+            )
+        except UnsavedResults as err:
+            metrics, unsaved = err.metrics, err
     for item in caught:
         print(f"warning: {item.message}", file=sys.stderr)
     print(format_summary(metrics), file=sys.stderr)
+    if unsaved is not None:  # the table above is all that is left of the run: say so, and fail
+        print(json.dumps(metrics, indent=2))
+        raise unsaved
     if args.out:
         print(Path(args.out) / "metrics.json")
     else:

@@ -84,3 +84,21 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any, indent: int | None
             raise fail(target, f"cannot write file ({err.strerror or err})") from None
         raise
     return target
+
+
+def check_writable_folder(folder: str | os.PathLike[str]) -> Path:
+    """Create ``folder`` if needed and prove that a file can be written in it, before any long work starts.
+
+    Why: a run or an evaluation that finds out at its end that it cannot save has wasted its time.
+    """
+    target = Path(folder)
+    if target.exists() and not target.is_dir():
+        raise fail(target, "exists and is not a folder")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=target, prefix=".clip4idc-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise fail(target, f"cannot write there ({err.strerror or err})") from None
+    return target

@@ -19,7 +19,7 @@ from torch import nn
 from .clip import CLIP
 from .config import ModelConfig
 from .decoder import CaptionDecoder
-from .preprocess import ImageLike, preprocess_pairs
+from .preprocess import ImageLike, as_image_lists, preprocess_pairs
 
 # Keys that alias another tensor in the original layout: alias → canonical key.
 TIED_KEYS = {
@@ -199,14 +199,11 @@ class CLIP4IDC(nn.Module):
         length_penalty: float = 0.0,
         batch_size: int = 32,
     ) -> str | list[str]:
-        """Describe what changed between ``before`` and ``after`` (PIL images or paths; one or lists)."""
+        """Describe what changed between ``before`` and ``after``: a path, PIL image or HxWx3 uint8 array
+        each, or two equal-length lists of them (then a list of captions). EXIF orientation is applied."""
         from .tokenizer import default_tokenizer
 
-        single = isinstance(before, (str, Path)) or not isinstance(before, Sequence)
-        bef_list = [before] if single else list(before)
-        aft_list = [after] if single else list(after)
-        if len(bef_list) != len(aft_list):
-            raise ValueError(f"{len(bef_list)} before images but {len(aft_list)} after images")
+        bef_list, aft_list, single = as_image_lists(before, after)
         was_training = self.training
         self.eval()
         tok = default_tokenizer()
@@ -214,7 +211,10 @@ class CLIP4IDC(nn.Module):
         texts: list[str] = []
         for i in range(0, len(bef_list), batch_size):
             bef, aft = preprocess_pairs(
-                bef_list[i : i + batch_size], aft_list[i : i + batch_size], self.config.resolution
+                bef_list[i : i + batch_size],
+                aft_list[i : i + batch_size],
+                self.config.resolution,
+                orient=True,
             )
             ids = self.generate(bef.to(device), aft.to(device), max_words, beam_size, length_penalty)
             texts += [tok.caption_text(row) for row in ids.cpu()]

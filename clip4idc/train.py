@@ -33,7 +33,7 @@ from .checkpoint import load_into, read_state_dict, save_pretrained
 from .config import ModelConfig, get_config
 from .errors import Clip4idcError, fail
 from .guidance import change_target, guidance_loss
-from .io import read_json
+from .io import check_writable_folder, read_json, write_json_atomic
 from .model import CLIP4IDC, caption_contrast_loss, contrastive_loss, sequence_sums
 from .optim import build_optimizer
 from .precision import autocast, resolve_precision
@@ -153,11 +153,17 @@ class TrainConfig:
             if not sep:
                 raise Clip4idcError(f"override {item!r} is not key=value")
             if key.startswith("model."):
-                data.setdefault("model_overrides", {})[key[6:]] = json.loads(value)
+                try:
+                    data.setdefault("model_overrides", {})[key[6:]] = json.loads(value)
+                except json.JSONDecodeError:
+                    raise Clip4idcError(f"override {item!r}: {value!r} is not a JSON value") from None
                 continue
             if key not in types:
                 raise Clip4idcError(f"unknown training option {key!r}; known: {', '.join(sorted(types))}")
-            data[key] = _parse_value(value, str(types[key]))
+            try:
+                data[key] = _parse_value(value, str(types[key]))
+            except ValueError:
+                raise Clip4idcError(f"override {item!r}: {value!r} is not a valid {types[key]}") from None
         unknown = set(data) - set(types)
         if unknown:
             raise fail(path, f"unknown training options: {', '.join(sorted(unknown))}")
@@ -175,6 +181,8 @@ def _parse_value(value: str, type_name: str) -> Any:
     if type_name.startswith("float"):
         return float(value)
     if type_name.startswith("bool"):
+        if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(value)
         return value.lower() in ("1", "true", "yes")
     if type_name.startswith("dict"):
         return json.loads(value)
@@ -490,7 +498,10 @@ def validate(
 
 
 def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator's state as tensors and plain values, so the run checkpoint loads as data."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    numpy_state = (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -498,25 +509,56 @@ def _rng_state() -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, **state: Any) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact (and its ``.tmp`` is
+    overwritten by the next save)."""
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        # our own run checkpoint holds numpy/python RNG states, which need full unpickling
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise fail(path, f"cannot resume: unreadable run checkpoint ({type(err).__name__}: {err})") from None
+    """The run checkpoint, read as data like any other checkpoint (nothing in it runs)."""
+    from .checkpoint import open_regular
+
+    with open_regular(path) as fh:
+        try:
+            state = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as err:
+            detail = str(err).split("WeightsUnpickler error:", 1)[-1].strip().splitlines()
+            reason = detail[0] if detail else type(err).__name__
+            raise fail(path, f"cannot resume: unreadable run checkpoint ({reason})") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "epoch", "config"} <= set(state):
+        raise fail(path, "cannot resume: not a clip4idc run checkpoint")
+    return state
+
+
+# Settings a resumed run may change; every other one is fixed when the run starts.
+RESUMABLE = (
+    "out", "epochs", "stop_after", "progress", "workers", "threads", "device",
+    "val_every", "batch_size_val", "cache_dir", "cache_in_memory",
+)  # fmt: skip
+
+
+def check_resume(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> list[str]:
+    """Refuse, by name, settings that differ from the run's and cannot change; returns the changes made."""
+    now = dataclasses.asdict(cfg)
+    changed = {k: (saved.get(k), v) for k, v in now.items() if k in saved and saved[k] != v}
+    fixed = [f"{k} ({old!r} -> {new!r})" for k, (old, new) in changed.items() if k not in RESUMABLE]
+    if fixed:
+        raise fail(
+            path,
+            f"cannot resume with changed {', '.join(fixed)}: these are fixed once a run starts "
+            f"(a resumed run may change only {', '.join(RESUMABLE)}); start a new run to change them",
+        )
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items() if k != "out"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -559,11 +601,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     ckpt_path = out / "checkpoint.pt"
+    state: dict[str, Any] | None = None
+    if resume:  # everything is checked before anything in the run folder is written
+        state = load_checkpoint(ckpt_path)
+        applied = check_resume(cfg, state["config"], ckpt_path)
+        if d.main and applied:
+            print(f"resuming with changed settings: {'; '.join(applied)}", file=sys.stderr)
+    elif ckpt_path.exists():
+        raise fail(ckpt_path, "run folder already has a checkpoint; pass --resume or choose another out=")
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and ckpt_path.exists():
-            raise fail(ckpt_path, "run folder already has a checkpoint; pass --resume or choose another out=")
-        (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+        check_writable_folder(out)
+        write_json_atomic(out / "config.json", dataclasses.asdict(cfg))
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -613,8 +661,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         )
 
     start_epoch, step, best, history = 0, 0, -math.inf, []
-    if resume:
-        state = load_checkpoint(ckpt_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -729,7 +776,12 @@ def plot_history(history: list[dict[str, Any]], path: Path, metric: str) -> None
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig.from_file(args.config, args.overrides, args.stage)
+    config = args.config
+    if args.resume and not config:  # resume from the run's own settings, changed only by the overrides
+        named = [o.split("=", 1)[1] for o in args.overrides if o.startswith("out=")]
+        out = args.out or (named[-1] if named else None)
+        config = Path(out) / "config.json" if out else None
+    cfg = TrainConfig.from_file(config, args.overrides, args.stage)
     if args.out:
         cfg.out = args.out
     result = train(cfg, resume=args.resume)
@@ -742,6 +794,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stage", choices=STAGES, default=None)
     p.add_argument("--config", default=None, help="JSON training config (see configs/)")
     p.add_argument("--out", default=None, help="run folder (overrides out= in the config)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/checkpoint.pt (settings from OUT/config.json unless --config is given)",
+    )
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.intra_layers=6")
     p.set_defaults(func=run)

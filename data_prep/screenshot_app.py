@@ -98,7 +98,7 @@ def screenshot(out: Path, example: str = "move", checkpoint: str = "demo") -> di
 
     from clip4idc.app import EXAMPLES_DIR, serve
 
-    demo, url = serve(checkpoint, port=free_port(), block=False, quiet=True)
+    demo, url = serve([checkpoint], port=free_port(), block=False, quiet=True)
     try:
         with sync_playwright() as pw, tempfile.TemporaryDirectory() as profile:
             ctx = open_browser(pw, profile)

@@ -15,7 +15,14 @@ from PIL import Image
 
 import clip4idc
 from clip4idc import app as app_module
-from clip4idc.app import EXAMPLES_DIR, ModelCache, load_examples, load_for_app, make_handlers
+from clip4idc.app import (
+    EXAMPLES_DIR,
+    ModelCache,
+    load_examples,
+    load_for_app,
+    make_handlers,
+    offered_checkpoints,
+)
 
 DESCRIBE_DEFAULTS = ("demo", "greedy", 3, 6, "mean over layers", False)
 
@@ -78,7 +85,7 @@ def test_cli_and_script_expose_the_app() -> None:
     from clip4idc.cli import build_parser
 
     args = build_parser().parse_args(["demo", "--port", "7999"])
-    assert (args.host, args.port, args.share, args.checkpoint) == ("127.0.0.1", 7999, False, "demo")
+    assert (args.host, args.port, args.share, args.checkpoint) == (None, 7999, False, None)  # see serve()
     assert "clip4idc.app" in (Path(__file__).parents[1] / "app.py").read_text()
 
 
@@ -208,11 +215,14 @@ def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
     openai = {k[5:]: v for k, v in state.items() if k.startswith("clip.") and k not in PAIR_KEYS}
     torch.save(openai, tmp_path / "openai.pt")
     torch.save({k: v for k, v in state.items() if k.startswith("clip.")}, tmp_path / "adapt.bin")
-    loaded = load_for_app(str(tmp_path / "openai.pt"))
+    loaded = load_for_app("openai.pt", tmp_path / "openai.pt")
     assert not loaded.decoder_trained and "untrained" in loaded.notes[0]
-    assert "untrained" in handlers["model_info"](str(tmp_path / "adapt.bin"))
+    handlers = make_handlers(
+        ModelCache(offered_checkpoints([tmp_path / "openai.pt", tmp_path / "adapt.bin"]))
+    )
+    assert "untrained" in handlers["model_info"]("adapt.bin")
     caption, status, words, blocks, changes, _ = handlers["describe"](
-        str(EXAMPLES_DIR / "add_before.png"), str(EXAMPLES_DIR / "add_after.png"), str(tmp_path / "openai.pt"),
+        str(EXAMPLES_DIR / "add_before.png"), str(EXAMPLES_DIR / "add_after.png"), "openai.pt",
         "greedy", 3, 3, "mean over layers", False,
     )  # fmt: skip
     assert "untrained" in status and len(blocks) == len(changes) == tiny.config.vision_layers

@@ -12,8 +12,12 @@ from ..errors import Clip4idcError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The app's options, shared by ``clip4idc demo`` and ``python app.py``."""
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument(
+        "--host", default=None, help="interface to listen on (default: $GRADIO_SERVER_NAME, else 127.0.0.1)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT, else 7860)"
+    )
     parser.add_argument(
         "--share",
         action="store_true",
@@ -21,8 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--checkpoint",
-        default="demo",
-        help="model shown first: 'demo' (bundled) or a local checkpoint path (ours, the original's, OpenAI CLIP)",
+        action="append",
+        default=None,
+        metavar="PATH",
+        help="a checkpoint to offer besides the bundled model (ours, the original's, OpenAI CLIP); repeat "
+        "it for several, or give a folder of them. Visitors choose only among these.",
     )
     parser.add_argument(
         "--concurrency", type=int, default=1, help="requests computed at once; the rest wait in the queue"

@@ -8,6 +8,7 @@ import re
 import sys
 
 from ..errors import Clip4idcError
+from ..io import check_writable_folder
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -55,6 +56,7 @@ def run_synth(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise Clip4idcError("--workers must be at least 1")
+    check_writable_folder(args.out)
     w, h = args.size
     stats = generate(
         args.out,
