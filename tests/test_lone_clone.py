@@ -33,13 +33,14 @@ def test_rule_names_only_paths_beside_the_checkout(tmp_path):
     assert not rule.beside(str(parent / "venv" / "lib" / "x.py"))
     assert not rule.beside("/usr/lib/x.so")
     assert not rule.beside(str(tmp_path / "elsewhere"))
+    assert lone_clone.Rule(checkout, allowed=[str(tmp_path)]).beside(str(parent / "shared"))  # holds all
     assert lone_clone.Rule(tmp_path / "nothing_above" / ".." / "x").parent == str(tmp_path.resolve())
     assert lone_clone.Rule("/clip4idc").off_reason  # the parent is the root: nothing is "beside"
 
 
 def _lone_session(tmp_path: Path, test_source: str) -> subprocess.CompletedProcess:
     """Run pytest in ``tmp_path/parent/checkout`` (this conftest and hook, one test file) with
-    ``tmp_path/parent/shared`` beside it and a temp folder elsewhere."""
+    ``shared``, ``.cache`` and the temp folder ``tmp`` beside it."""
     checkout = tmp_path / "parent" / "checkout"
     (checkout / "tests").mkdir(parents=True)
     shared = tmp_path / "parent" / "shared"
@@ -53,9 +54,9 @@ def _lone_session(tmp_path: Path, test_source: str) -> subprocess.CompletedProce
         TESTS / "sitehook", checkout / "tests" / "sitehook", ignore=shutil.ignore_patterns("__pycache__")
     )
     (checkout / "tests" / "test_reads.py").write_text(textwrap.dedent(test_source))
-    (tmp_path / "tmp").mkdir()
+    (tmp_path / "parent" / "tmp").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLIP4IDC_") and k != "PYTHONPATH"}
-    env["TMPDIR"] = str(tmp_path / "tmp")  # the real temp folder holds this layout; use another one
+    env["TMPDIR"] = str(tmp_path / "parent" / "tmp")  # a temp folder beside the checkout stays allowed
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_reads.py"],
         cwd=checkout,

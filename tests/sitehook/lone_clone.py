@@ -8,9 +8,10 @@ same hook in the Python subprocesses the tests start (CLI runs, notebook kernels
 puts this folder on their ``PYTHONPATH`` and names the checkout and a log file in the environment.
 
 Allowed even inside the parent: hidden entries (a home folder's ``.cache``, ``.config``), the Python
-installation, the temp folder and the file that ``CLIP4IDC_PARITY_FIXTURE`` names on purpose. The check
-is off where the parent is the file-system root or the temp folder: there, "beside" means the whole
-system or other programs' temporary files.
+installation, the temp folder and the file that ``CLIP4IDC_PARITY_FIXTURE`` names on purpose (unless one
+of them holds the whole parent, as the temp folder does for a clone made in ``/tmp/x/clip4idc``). The
+check is off where the parent is the file-system root or the temp folder itself: there, "beside" means
+the whole system or other programs' temporary files.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ class Rule:
         if allowed is None:
             allowed = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, temp]
             allowed += [os.environ[ALLOW_ENV]] if os.environ.get(ALLOW_ENV) else []
-        self.allowed = sorted({os.path.realpath(p) for p in allowed})
+        # a root that holds the whole parent (the temp folder of a clone made in /tmp) would allow everything
+        roots = {os.path.realpath(p) for p in allowed}
+        self.allowed = sorted(r for r in roots if not _inside(self.parent, r))
 
     def beside(self, path: str) -> bool:
         """True for a path inside the parent folder, outside the checkout and not allowed above."""
