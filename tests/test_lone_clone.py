@@ -114,3 +114,26 @@ def test_reading_only_allowed_places_passes(tmp_path):
     assert proc.returncode == 0, out
     assert "1 passed" in out and "lone-clone check FAILED" not in out, out
     assert f"no test may read beside {tmp_path.resolve() / 'parent' / 'checkout'}" in out, out
+
+
+def test_subprocess_hook_keeps_the_sitecustomize_it_shadows(tmp_path):
+    """A subprocess gets the hook and still runs the interpreter's own ``sitecustomize``."""
+    other = tmp_path / "other_site"
+    other.mkdir()
+    marker = tmp_path / "marker.txt"
+    (other / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    checkout = tmp_path / "parent" / "checkout"
+    checkout.mkdir(parents=True)
+    (tmp_path / "parent" / "data.txt").write_text("x")
+    log = tmp_path / "beside.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLIP4IDC_")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(TESTS / "sitehook"), str(other)]),
+        CLIP4IDC_LONE_CLONE_ROOT=str(checkout),
+        CLIP4IDC_LONE_CLONE_LOG=str(log),
+    )
+    code = "open('../data.txt').read(); open('inside.txt', 'w').write('y')"
+    subprocess.run([sys.executable, "-c", code], cwd=checkout, env=env, check=True, timeout=60)
+    assert marker.read_text() == "ran"
+    found = [os.path.realpath(p) for p in lone_clone.read_log(str(log))]
+    assert found == [str(tmp_path.resolve() / "parent" / "data.txt")]
