@@ -80,7 +80,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     found = _LONE.get("found") or []
-    if found:
+    if not found:
+        terminalreporter.write_line(pytest_report_header(config).replace("no test may read", "nothing read"))
+    else:
         terminalreporter.section("lone-clone check FAILED", sep="=", red=True, bold=True)
         terminalreporter.line(
             f"{len(found)} path(s) beside the checkout were read; a clone with nothing beside it lacks them:",
