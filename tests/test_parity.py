@@ -6,6 +6,10 @@ The fixture's weights are written to a ``.bin`` file, as a released checkpoint w
 
 from __future__ import annotations
 
+import hashlib
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,6 +18,7 @@ from clip4idc.decoding import beam_search, greedy_decode, greedy_decode_referenc
 from clip4idc.model import caption_loss, contrastive_loss
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
+FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "parity"
 
 
 def load_fixture_model(parity, tmp_path):
@@ -168,3 +173,11 @@ def test_quick_gelu_inference_path_is_bit_identical(dtype):
     g = x.float().requires_grad_()
     QuickGELU()(g).sum().backward()  # training keeps the autograd-friendly form
     assert g.grad is not None
+
+
+def test_repository_fixture_is_the_recorded_one():
+    """The fixture in the repository is byte for byte the file that its README describes."""
+    recorded = re.findall(r"sha256\s+`([0-9a-f]{64})`", (FIXTURE_DIR / "README.md").read_text())
+    assert len(recorded) == 1, "fixtures/parity/README.md must record one sha256"
+    data = (FIXTURE_DIR / "tiny_a.pt").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == recorded[0]

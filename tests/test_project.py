@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import tomllib
+from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -14,21 +15,33 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
+def _versions(reqs: list[str]) -> dict[str, set[str]]:
+    """Each requirement's name → its version specifiers (``gradio`` → ``{"<6,>=5"}``)."""
+    out: dict[str, set[str]] = {}
+    for req in reqs:
+        parsed = Requirement(req)
+        out.setdefault(_name(parsed.name), set()).add(str(parsed.specifier))
+    return out
+
+
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"]}
-    for extra, reqs in project["optional-dependencies"].items():
+    reqs = list(project["dependencies"])
+    for extra, extra_reqs in project["optional-dependencies"].items():
         if extra != "all":
-            wanted |= {_name(r) for r in reqs}
+            reqs += extra_reqs
+    wanted = {_name(r) for r in reqs}
     lines = (REPO / "environment.yml").read_text().splitlines()
-    listed = {
-        _name(line.strip()[2:])
+    env_reqs = [
+        line.strip()[2:].split("#")[0].strip()
         for line in lines
         if line.startswith("      - ") and not line.strip().startswith("- -e")
-    }
+    ]
+    listed = {_name(r) for r in env_reqs}
     assert wanted == listed, (
         f"only in pyproject: {wanted - listed}; only in environment.yml: {listed - wanted}"
     )
+    assert _versions(reqs) == _versions(env_reqs)  # the same version pins, not only the same names
 
 
 def test_ci_runs_the_readme_test_command():
