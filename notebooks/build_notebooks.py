@@ -40,7 +40,7 @@ SETUP = code(
     from matplotlib.figure import Figure
 
     import clip4idc
-    from clip4idc import recipes
+    from clip4idc.training import recipes
 
     plan = recipes.lesson_plan()            # CLIP4IDC_QUICK=1 gives the small CI sizes
     work = recipes.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
@@ -199,7 +199,7 @@ NB01 = [
     ),
     code(
         """
-        from clip4idc.analysis import examples_per_type
+        from clip4idc.evaluation.analysis import examples_per_type
         from clip4idc.data.synthetic import plot_triples
 
         all_pairs = load_pairs(data, "clevr", "all")
@@ -545,7 +545,7 @@ NB02 = [
     ),
     code(
         """
-        from clip4idc.model import contrastive_loss
+        from clip4idc.network.model import contrastive_loss
 
         batch = [p for p in test_pairs if p.change_type != "no_change"][:8]
         bef, aft = clip4idc.preprocess_pairs([p.before for p in batch], [p.after for p in batch], cfg.resolution)
@@ -617,9 +617,9 @@ NB02 = [
     ),
     code(
         """
-        from clip4idc import inference
-        from clip4idc.analysis import format_rows
-        from clip4idc.metrics import retrieval_metrics
+        from clip4idc.network import inference
+        from clip4idc.evaluation.analysis import format_rows
+        from clip4idc.evaluation.metrics import retrieval_metrics
 
         adapted = clip4idc.load(work / "adapt" / "best")
         test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution, max_words=plan.max_words)
@@ -635,7 +635,7 @@ NB02 = [
         P = len(test_set)
         rows.append({"model": "chance", "t2p R@1": 100 / P, "t2p R@5": 500 / P, "t2p R@10": 1000 / P})
         if (data / "scenes.json").exists():  # our generator's sets say what every caption could fit
-            from clip4idc.analysis import retrieval_ceiling
+            from clip4idc.evaluation.analysis import retrieval_ceiling
             from clip4idc.data.synthetic import load_scenes
 
             best = retrieval_ceiling(test_pairs, load_scenes(data))
@@ -688,8 +688,8 @@ NB02 = [
     ),
     code(
         """
-        from clip4idc.analysis import top_captions
-        from clip4idc.change_type import classify_change
+        from clip4idc.evaluation.analysis import top_captions
+        from clip4idc.evaluation.change_types import classify_change
 
         sim, text_to_pair = inference.retrieval_similarity(adapted, test_set, captions, plan.max_words)
         texts = [c for caps in captions for c in caps]
@@ -764,7 +764,7 @@ NB03 = [
     SETUP,
     code(
         """
-        from clip4idc.analysis import examples_per_type, format_rows
+        from clip4idc.evaluation.analysis import examples_per_type, format_rows
         from clip4idc.data import load_pairs
 
         data = recipes.plan_dataset(plan, work)
@@ -822,7 +822,7 @@ NB03 = [
     ),
     code(
         """
-        from clip4idc.decoder import causal_padding_mask
+        from clip4idc.network.decoder import causal_padding_mask
 
         bef, aft = clip4idc.preprocess_pairs([pair.before], [pair.after], mcfg.resolution)
         with torch.no_grad():
@@ -927,9 +927,9 @@ NB03 = [
     ),
     code(
         """
-        from clip4idc import inference
+        from clip4idc.network import inference
         from clip4idc.data import CaptionDataset
-        from clip4idc.metrics import score_captions
+        from clip4idc.evaluation.metrics import score_captions
 
         eval_set = CaptionDataset(test_pairs, train=False, resolution=mcfg.resolution, max_words=plan.max_words)
         references = {p.pair_id: p.captions for p in eval_set.pairs}
@@ -987,9 +987,9 @@ NB04 = [
     SETUP,
     code(
         """
-        from clip4idc.analysis import format_rows, per_type_rows, score_candidates, seed_spread
+        from clip4idc.evaluation.analysis import format_rows, per_type_rows, score_candidates, seed_spread
         from clip4idc.data import load_pairs
-        from clip4idc.evaluate import evaluate, format_summary
+        from clip4idc.evaluation.evaluate import evaluate, format_summary
 
         data = recipes.plan_dataset(plan, work)
         test_pairs = load_pairs(data, "clevr", "test")
@@ -1209,8 +1209,8 @@ NB05 = [
     SETUP,
     code(
         """
-        from clip4idc import attention
-        from clip4idc.analysis import (TYPE_ORDER, attribute_accuracy, confusion_matrix, direction_accuracy,
+        from clip4idc.explanation import attention
+        from clip4idc.evaluation.analysis import (TYPE_ORDER, attribute_accuracy, confusion_matrix, direction_accuracy,
                                        format_rows, select_predictions, top_confusions)
         from clip4idc.data import load_pairs
         from clip4idc.data.synthetic import change_boxes, load_scenes
@@ -1380,7 +1380,7 @@ NB05 = [
     ),
     code(
         """
-        from clip4idc.evaluate import evaluate
+        from clip4idc.evaluation.evaluate import evaluate
 
         metrics = evaluate(model, data, split="test", out=work / "eval_attention", baseline=False, pointing=False)
         records = json.loads((work / "eval_attention" / "predictions.json").read_text())
@@ -1537,7 +1537,7 @@ NB05 = [
     ),
     code(
         """
-        from clip4idc.analysis import detection_accuracy
+        from clip4idc.evaluation.analysis import detection_accuracy
 
         detection = detection_accuracy(model, test_pairs, max_words=plan.max_words)
         print(format_rows([{"change": k, "pairs": v["n"], "caption prefers its pair to the unchanged scene %": v["accuracy"]}

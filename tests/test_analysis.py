@@ -9,10 +9,11 @@ import math
 import pytest
 import torch
 
-from clip4idc import analysis, recipes
-from clip4idc.commands.score import summarise_runs
+from clip4idc.cli.score import summarise_runs
 from clip4idc.data import Pair
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation import analysis
+from clip4idc.training import recipes
 
 
 def _pair(pid: str, typ: str) -> Pair:
@@ -216,7 +217,7 @@ def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
 def test_demo_start_is_named_by_the_demo_weights(monkeypatch, tmp_path):
     """Lessons start from the demo's CLIP in a folder named by the demo weights' hash, so new bundled
     weights give a new start (and a new ``init`` for every run built on it) instead of a stale reuse."""
-    from clip4idc import checkpoint
+    from clip4idc.weights import formats as checkpoint
 
     plan = recipes.lesson_plan(True)
     assert plan.start == "demo"  # the demo weights ship with the package

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import clip4idc
-from clip4idc import attention as A
+from clip4idc.explanation import attention as A
 from clip4idc.tokenizer import SOT_ID, default_tokenizer
 
 TINY = dict(

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import clip4idc
-from clip4idc.checkpoint import PAIR_KEYS
 from clip4idc.errors import Clip4idcError
-from clip4idc.model import TIED_KEYS
+from clip4idc.network.model import TIED_KEYS
+from clip4idc.weights.formats import PAIR_KEYS
 
 
 def openai_state_dict(model: clip4idc.CLIP4IDC) -> dict:

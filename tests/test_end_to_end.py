@@ -15,9 +15,9 @@ import json
 
 import pytest
 
-from clip4idc.checkpoint import WEIGHTS_DIR
 from clip4idc.cli import main as cli
 from clip4idc.data.synthetic import generate
+from clip4idc.weights.formats import WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import clip4idc
-from clip4idc import inference
-from clip4idc.change_type import classify_change
 from clip4idc.cli import main
 from clip4idc.data import load_pairs, make_coco_gt
 from clip4idc.data.synthetic import generate
-from clip4idc.evaluate import evaluate, resolve_checkpoint
+from clip4idc.evaluation.change_types import classify_change
+from clip4idc.evaluation.evaluate import evaluate, resolve_checkpoint
+from clip4idc.network import inference
 
 TYPES = ("color", "material", "add", "drop", "move")
 PLAIN_KEYS = (
@@ -325,7 +325,7 @@ def test_pointing_reuses_its_greedy_captions_unchanged(data: Path, model_dir: Pa
 
 
 def test_attribute_accuracy_names_a_bad_scenes_file(tmp_path: Path) -> None:
-    from clip4idc.evaluate import _attributes
+    from clip4idc.evaluation.evaluate import _attributes
 
     assert _attributes(tmp_path, "clevr", {})[0] is None  # no scenes.json: unavailable, no error
     (tmp_path / "scenes.json").write_text("{not json", encoding="utf-8")

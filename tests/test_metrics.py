@@ -17,8 +17,8 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
-from clip4idc import metrics as M
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation import metrics as M
 
 # 14 CLEVR-Change-like pairs, 3-5 references each; one empty prediction in the middle, ids mixed int/str.
 REFS: dict[object, list[str]] = {

@@ -43,8 +43,8 @@ CONFIGS = sorted((REPO / "configs").glob("*.json"))
 
 def test_shipped_training_configs_load():
     """A typo in a shipped config (an unknown option, a bad value) fails here, not hours into a recipe."""
-    from clip4idc.config import list_configs
-    from clip4idc.train import TrainConfig
+    from clip4idc.network.config import list_configs
+    from clip4idc.training.train import TrainConfig
 
     assert len(CONFIGS) >= 10
     for path in CONFIGS:
@@ -55,7 +55,7 @@ def test_shipped_training_configs_load():
 
 def test_training_scripts_chain_their_stages_in_order():
     """Each stage of a recipe script starts from a run that an earlier line of the same script wrote."""
-    from clip4idc.train import TrainConfig
+    from clip4idc.training.train import TrainConfig
 
     scripts = sorted((REPO / "scripts").glob("train_demo*.sh"))
     assert len(scripts) >= 2

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from clip4idc.change_type import classify_change
 from clip4idc.data import AdaptationDataset, load_pairs
 from clip4idc.data.rewrite import (
     attribute_swaps,
@@ -20,7 +19,8 @@ from clip4idc.data.rewrite import (
 )
 from clip4idc.data.synthetic import generate
 from clip4idc.data.synthetic.captions import parse_change_caption
-from clip4idc.train import Dist, GlobalBatchSampler, TrainConfig
+from clip4idc.evaluation.change_types import classify_change
+from clip4idc.training.train import Dist, GlobalBatchSampler, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +105,8 @@ def test_reverse_twins_is_for_stage_1_only():
 def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     """Pair embeddings equal to the true captions' embeddings score 100 %, equal to the reversed ones 0 %."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import direction_accuracy
+    from clip4idc.evaluation.analysis import direction_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type in ("add", "drop")]
@@ -192,8 +192,8 @@ def test_unchanged_negative_items(synth):
 
 def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import counterfactual_accuracy
+    from clip4idc.evaluation.analysis import counterfactual_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type != "no_change"]
@@ -214,8 +214,8 @@ def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
     """Change pairs embedded as their captions and unchanged scenes as anything else score 100 %; the other
     way round 0 %. Only change pairs with a distractor count."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import detection_accuracy
+    from clip4idc.evaluation.analysis import detection_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type != "no_change"]
@@ -235,9 +235,9 @@ def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
 def test_detection_accuracy_encodes_the_scene_unchanged(synth, monkeypatch):
     """The second set of pairs it encodes is each change pair's before image with its distractor."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import detection_accuracy
     from clip4idc.data.datasets import ImageCache
+    from clip4idc.evaluation.analysis import detection_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"][:3]
     model = clip4idc.build_model("tiny").eval()

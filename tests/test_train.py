@@ -10,9 +10,9 @@ import torch
 import torch.multiprocessing as mp
 
 import clip4idc
-from clip4idc.checkpoint import read_state_dict as read_weights
 from clip4idc.errors import Clip4idcError
-from clip4idc.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+from clip4idc.training.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+from clip4idc.weights.formats import read_state_dict as read_weights
 
 TINY = clip4idc.get_config("tiny").to_dict()
 
@@ -259,7 +259,7 @@ def test_no_change_weight_scales_the_no_change_caption_term():
 def test_attention_guidance_adds_its_weighted_kl_on_the_change_pairs():
     """loss = caption loss + w · guidance_loss(the change pair's cross-attention, its pixel-change target);
     w = 0 is the plain loss, and the option belongs to stage finetune."""
-    from clip4idc.guidance import change_target, guidance_loss
+    from clip4idc.training.guidance import change_target, guidance_loss
 
     model, batch = _model("finetune"), _batch("finetune")
     model.eval()
@@ -334,7 +334,7 @@ def test_caption_contrast_asks_each_caption_which_pair_of_its_scene_it_came_from
 
 
 def test_shared_embeddings_get_their_own_learning_rate():
-    from clip4idc.optim import parameter_groups
+    from clip4idc.training.optim import parameter_groups
 
     model = clip4idc.build_model("tiny")
     lr = 1e-3

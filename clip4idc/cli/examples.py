@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..change_type import classify_change
+from ..evaluation.change_types import classify_change
 from ..io import read_json
 from .caption import load_for_inference
 
@@ -28,7 +28,7 @@ def load_examples() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..attention import caption_with_attention, plot_word_maps
+    from ..explanation.attention import caption_with_attention, plot_word_maps
 
     model = load_for_inference(args.checkpoint)
     examples = load_examples()

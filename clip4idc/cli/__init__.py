@@ -10,16 +10,16 @@ import argparse
 import importlib
 import sys
 
-from .errors import Clip4idcError
+from ..errors import Clip4idcError
 
 _COMMAND_MODULES = [
-    "clip4idc.commands.caption",
-    "clip4idc.commands.examples",
-    "clip4idc.data.cli",
-    "clip4idc.commands.score",
-    "clip4idc.train",
-    "clip4idc.evaluate",
-    "clip4idc.commands.demo",
+    "clip4idc.cli.caption",
+    "clip4idc.cli.examples",
+    "clip4idc.cli.data",
+    "clip4idc.cli.score",
+    "clip4idc.training.train",
+    "clip4idc.evaluation.evaluate",
+    "clip4idc.cli.app",
 ]
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
-from .config import ModelConfig, get_config, infer_config
-from .errors import Clip4idcError, fail
-from .model import CLIP4IDC, TIED_KEYS
+from ..errors import Clip4idcError, fail
+from ..network.config import ModelConfig, get_config, infer_config
+from ..network.model import CLIP4IDC, TIED_KEYS
 
-WEIGHTS_DIR = Path(__file__).with_name("weights")
+WEIGHTS_DIR = Path(__file__).parent
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 # Parts the original adds to CLIP: absent from an OpenAI file, initialised fresh.
 PAIR_KEYS = (

@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from .errors import Clip4idcError, fail
+from ..errors import Clip4idcError, fail
 
 __all__ = ["evaluate", "register", "resolve_checkpoint", "format_summary"]
 
@@ -99,7 +99,7 @@ def _check_out(out: Path | None) -> None:
 
 def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
     """A ``clip4idc train`` run folder means its ``best/`` model; returns ``(path, note for the user)``."""
-    from .checkpoint import WEIGHTS_NAME
+    from ..weights.formats import WEIGHTS_NAME
 
     path = Path(checkpoint)
     if checkpoint != "demo" and path.is_dir() and not (path / WEIGHTS_NAME).exists():
@@ -117,8 +117,8 @@ def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
 
 
 def _load_split(data_root: str | Path, dataset: str | None, split: str) -> tuple[Path, str, list[Any]]:
-    from .data import detect_dataset, load_pairs
-    from .data.readers import DATASETS
+    from ..data import detect_dataset, load_pairs
+    from ..data.readers import DATASETS
 
     root = Path(data_root)
     if not root.exists():
@@ -147,8 +147,8 @@ def _retrieval(
     resolution: int,
 ) -> tuple[dict[str, Any], dict[str, float | None]]:
     """Text↔pair retrieval over the change pairs, plus text→pair R@1 restricted to each type's texts."""
-    from . import inference
-    from .data import AdaptationDataset
+    from ..data import AdaptationDataset
+    from ..network import inference
     from .metrics import retrieval_metrics
 
     ds = AdaptationDataset(pairs, train=False, resolution=resolution, max_words=max_words)
@@ -185,7 +185,7 @@ def _pointing(
     if not (root / "scenes.json").is_file():
         return None, "unavailable: no scenes.json (only synthetic CLEVR-Change datasets have object boxes)"
     try:
-        from .attention import pointing_game
+        from ..explanation.attention import pointing_game
     except ImportError as err:
         return None, f"unavailable: clip4idc.attention.pointing_game cannot be imported ({err})"
     ids = [p.pair_id for p in pairs if p.change_type != "no_change"]
@@ -218,8 +218,8 @@ def _embedding_check(
 
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
+    from ..data.synthetic import load_scenes
     from .analysis import attribute_accuracy
-    from .data.synthetic import load_scenes
 
     path = root / "scenes.json"
     if dataset != "clevr" or not path.is_file():
@@ -235,8 +235,8 @@ def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[
 
 def _ceiling(root: Path, dataset: str, pairs: list[Any]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.retrieval_ceiling` when the data is the synthetic generator's."""
+    from ..data.synthetic import load_scenes
     from .analysis import retrieval_ceiling
-    from .data.synthetic import load_scenes
 
     path = root / "scenes.json"
     if dataset != "clevr" or not path.is_file():
@@ -256,8 +256,8 @@ def _baseline(
     root: Path, dataset: str, references: dict[str, list[str]], types: dict[str, str] | None
 ) -> tuple[dict[str, Any] | None, str]:
     """Mean-sentence baseline: the training caption that, said for every pair, scores the best CIDEr."""
-    from .change_type import classify_change, type_accuracy
-    from .data import load_pairs
+    from ..data import load_pairs
+    from .change_types import classify_change, type_accuracy
     from .metrics import mean_sentence_baseline
 
     try:
@@ -313,11 +313,11 @@ def evaluate(
     (``None`` = use the CoreNLP jars if found, else report SPICE as unavailable). ``max_pairs`` keeps the
     first N scenes (quick checks). ``checkpoint`` is only recorded in the output.
     """
-    from . import inference
-    from .change_type import classify_change, confusion, type_accuracy
-    from .data import CaptionDataset, first_scenes
+    from ..data import CaptionDataset, first_scenes
+    from ..network import inference
+    from ..precision import cast_for_inference, resolve_precision
+    from .change_types import classify_change, confusion, type_accuracy
     from .metrics import find_spice_lib, per_sample_records, score_captions_detailed, score_clevr_change
-    from .precision import cast_for_inference, resolve_precision
 
     started = time.time()
     out_dir = Path(out) if out is not None else None
@@ -329,7 +329,7 @@ def evaluate(
         pairs = first_scenes(pairs, max_pairs)
     find_spice_lib(spice)  # a bad SPICE folder fails now, before any inference
     if isinstance(model, (str, Path)):
-        from .commands.caption import load_for_inference
+        from ..cli.caption import load_for_inference
 
         checkpoint = checkpoint or str(model)
         path, note = resolve_checkpoint(str(model))
@@ -359,7 +359,7 @@ def evaluate(
         point, point_status = None, "skipped (pointing=False)"
 
     # 2. captions for every other pair (no-change ones included)
-    from .attention import scene_id_of
+    from ..explanation.attention import scene_id_of
 
     reused = {
         p.pair_id: played[sid]
@@ -501,7 +501,7 @@ def evaluate(
     metrics = _clean(metrics)
 
     if out_dir is not None:
-        from .io import write_json_atomic
+        from ..io import write_json_atomic
 
         records = per_sample_records(predictions, references, per_sample)
         for pid, rec in records.items():
@@ -622,7 +622,7 @@ def run(args: argparse.Namespace) -> int:
     """``clip4idc eval``: evaluate, print the summary on stderr and the metrics path (or JSON) on stdout."""
     import json
 
-    from .commands.caption import load_for_inference
+    from ..cli.caption import load_for_inference
 
     _check_out(Path(args.out) if args.out else None)
     _load_split(args.data, args.dataset, args.split)  # bad data fails before the model loads

@@ -41,11 +41,11 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
-from . import attention  # noqa: E402
-from .errors import Clip4idcError  # noqa: E402
-from .preprocess import load_image  # noqa: E402
+from ..errors import Clip4idcError  # noqa: E402
+from ..explanation import attention  # noqa: E402
+from ..preprocess import load_image  # noqa: E402
 
-EXAMPLES_DIR = Path(__file__).with_name("assets") / "examples"
+EXAMPLES_DIR = Path(__file__).parents[1] / "assets" / "examples"
 MAX_PIXELS = 40_000_000  # per image; larger uploads are refused before decoding
 
 
@@ -65,7 +65,7 @@ class LoadedModel:
 
 def load_for_app(checkpoint: str) -> LoadedModel:
     """``demo`` (bundled weights, or a random-weight demo-config model until they exist) or a local path."""
-    from clip4idc.checkpoint import load_with_notes
+    from clip4idc.weights.formats import load_with_notes
 
     key = (checkpoint or "demo").strip()
     model, notes = load_with_notes(key if key == "demo" else Path(key).expanduser())
@@ -533,7 +533,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python app.py [--host H] [--port P] [--share] [--checkpoint C]``."""
-    from .commands.demo import add_arguments
+    from ..cli.app import add_arguments
 
     parser = argparse.ArgumentParser(prog="app.py", description="clip4idc web app")
     add_arguments(parser)

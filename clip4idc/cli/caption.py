@@ -6,8 +6,8 @@ import argparse
 import json
 import sys
 
-from ..checkpoint import load_with_notes
-from ..model import CLIP4IDC
+from ..network.model import CLIP4IDC
+from ..weights.formats import load_with_notes
 
 
 def load_for_inference(checkpoint: str, config: str | None = None, **overrides: object) -> CLIP4IDC:

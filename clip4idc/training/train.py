@@ -29,14 +29,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from .checkpoint import load_into, read_state_dict, save_pretrained
-from .config import ModelConfig, get_config
-from .errors import Clip4idcError, fail
+from ..errors import Clip4idcError, fail
+from ..io import read_json
+from ..network.config import ModelConfig, get_config
+from ..network.model import CLIP4IDC, caption_contrast_loss, contrastive_loss, sequence_sums
+from ..precision import autocast, resolve_precision
+from ..weights.formats import load_into, read_state_dict, save_pretrained
 from .guidance import change_target, guidance_loss
-from .io import read_json
-from .model import CLIP4IDC, caption_contrast_loss, contrastive_loss, sequence_sums
 from .optim import build_optimizer
-from .precision import autocast, resolve_precision
 
 STAGES = ("adapt", "finetune")
 
@@ -396,7 +396,7 @@ class StageLoss(nn.Module):
 
 
 def make_datasets(cfg: TrainConfig, resolution: int):
-    from .data import AdaptationDataset, CaptionDataset, first_scenes, load_pairs
+    from ..data import AdaptationDataset, CaptionDataset, first_scenes, load_pairs
 
     kind = AdaptationDataset if cfg.stage == "adapt" else CaptionDataset
     train_pairs = load_pairs(cfg.data, cfg.dataset, "train")
@@ -449,7 +449,8 @@ def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.d
 def validate(
     model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
 ) -> dict[str, Any]:
-    from . import inference, metrics
+    from ..evaluation import metrics
+    from ..network import inference
 
     if cfg.stage == "adapt":
         pairs = val_set.pairs

@@ -45,10 +45,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import Clip4idcError
-from .guidance import pixel_change_map
-from .preprocess import ImageLike, load_image, preprocess_pairs
-from .tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
+from ..errors import Clip4idcError
+from ..preprocess import ImageLike, load_image, preprocess_pairs
+from ..tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
+from ..training.guidance import pixel_change_map
 
 PairInput = ImageLike | torch.Tensor
 
@@ -298,7 +298,7 @@ def captions_from_hidden(
     """Decode a batch of visual tokens (B, 2N, E) and collect each caption's cross-attention. Greedy maps
     come from the decoding steps themselves; beam search gets them from one teacher-forced pass over the
     chosen captions (row t of that pass is the attention while producing token t)."""
-    from .decoding import beam_search, greedy_decode
+    from ..network.decoding import beam_search, greedy_decode
 
     if model.decoder is None:
         raise Clip4idcError("this model has no caption decoder")
@@ -381,7 +381,7 @@ def score_captions(
     texts = [c.strip() for c in captions if c.strip()]
     if not texts:
         return []
-    from .inference import encode_texts
+    from ..network.inference import encode_texts
 
     bef, aft = _pair_tensors(model, before, after)
     pair = model.encode_pair(bef, aft).pooled
@@ -602,7 +602,7 @@ def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tupl
     """Does the peak cell of ``after_map`` (g, g), mapped to ``image_size`` = (width, height) by its centre,
     fall inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]``)? The toolkit-wide rule of
     :func:`clip4idc.metrics.pointing_hit`, so every pointing-game number is computed the same way."""
-    from .metrics import pointing_hit
+    from ..evaluation.metrics import pointing_hit
 
     return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
 
@@ -804,8 +804,8 @@ def pointing_game(
     ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
     decode those pairs a second time.
     """
-    from .analysis import pointing_chance
-    from .data.synthetic import change_boxes, load_scenes
+    from ..data.synthetic import change_boxes, load_scenes
+    from ..evaluation.analysis import pointing_chance
 
     for name in (method, *readouts):
         if name not in POINTING_METHODS:

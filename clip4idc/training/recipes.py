@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import Clip4idcError
+from ..errors import Clip4idcError
 
 __all__ = [
     "QUICK_ENV",
@@ -108,7 +108,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     starts from OpenAI's: stage 1 adapts it gently, stage 2 trains a fresh decoder on it. Without it they
     fall back to the tiny model trained from random weights, which runs but learns little in minutes.
     """
-    from .checkpoint import demo_installed
+    from ..weights.formats import demo_installed
 
     quick = quick_mode() if quick is None else quick
     scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
@@ -158,7 +158,7 @@ def _same_dataset(
     root: Path, pairs: int, size: tuple[int, int], seed: int, val_frac: float, test_frac: float
 ) -> bool:
     """Does ``root`` hold the complete output of ``generate`` with these settings?"""
-    from .data.synthetic.writer import make_splits
+    from ..data.synthetic.writer import make_splits
 
     try:
         meta = json.loads((root / "scenes.json").read_text(encoding="utf-8"))
@@ -185,7 +185,7 @@ def synthetic_dataset(
 ) -> Path:
     """A synthetic CLEVR-Change set at ``root``: generated with :func:`clip4idc.data.synthetic.generate`
     unless ``root`` already holds one with the same seed, size and number of pairs (then reused)."""
-    from .data.synthetic import generate
+    from ..data.synthetic import generate
 
     root = Path(root)
     if not _same_dataset(root, pairs, size, seed, val_frac, test_frac):
@@ -308,15 +308,15 @@ def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
         return Path(plan.start)
     import hashlib
 
-    from .checkpoint import WEIGHTS_DIR, WEIGHTS_NAME
+    from ..weights.formats import WEIGHTS_DIR, WEIGHTS_NAME
 
     # named by the demo weights' hash: new bundled weights make a new start, and the runs built on the
     # old one no longer match their configs (``init``), so they are retrained rather than reused
     digest = hashlib.sha256((WEIGHTS_DIR / "demo" / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
     out = work / f"start_demo_{digest}"
     if not (out / "model.safetensors").exists():
-        from .checkpoint import load
-        from .model import CLIP4IDC
+        from ..network.model import CLIP4IDC
+        from ..weights.formats import load
 
         demo = load("demo")
         clip_only = CLIP4IDC(dataclasses.replace(demo.config, decoder_layers=0))
@@ -368,7 +368,7 @@ def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
 def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):
     """``(model, description)``: the bundled demo model when installed (and ``prefer_demo``), else the
     tiny two-stage model of :func:`finetuned_checkpoint` (trained now if missing)."""
-    from .checkpoint import demo_installed, load
+    from ..weights.formats import demo_installed, load
 
     if prefer_demo and demo_installed():
         return load("demo"), "the bundled demo model"

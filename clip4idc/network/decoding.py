@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..tokenizer import EOT_ID, PAD_ID, SOT_ID
 from .decoder import CaptionDecoder
-from .tokenizer import EOT_ID, PAD_ID, SOT_ID
 
 _INT8_MM = hasattr(torch, "_weight_int8pack_mm")  # torch's int8-weight matrix-vector kernel
 
@@ -137,7 +137,7 @@ class ScreenedArgmax:
 def greedy_head(decoder: CaptionDecoder, rows: int) -> ScreenedArgmax | None:
     """The screened argmax (cached on the decoder) where it reads less than the plain projection: an
     fp32 decoder on a CPU with native bf16, or a bf16 one for up to ``INT8_ROWS`` captions at a time."""
-    from .precision import cpu_has_native_bf16
+    from ..precision import cpu_has_native_bf16
 
     weight = decoder.classifier.cls.predictions.decoder.weight
     if weight.device.type != "cpu" or not cpu_has_native_bf16():

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..precision import autocast, cast_for_inference
+from ..tokenizer import default_tokenizer
 from .model import CLIP4IDC
-from .precision import autocast, cast_for_inference
-from .tokenizer import default_tokenizer
 
 
 def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:

@@ -41,7 +41,7 @@ def register(subparsers) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from .check import check_dataset
+    from ..data.check import check_dataset
 
     report = check_dataset(args.path, args.dataset, verify_images=not args.no_verify)
     print(report.summary())
@@ -51,7 +51,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_synth(args: argparse.Namespace) -> int:
-    from .synthetic import generate
+    from ..data.synthetic import generate
 
     if args.workers < 1:
         raise Clip4idcError("--workers must be at least 1")

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import Clip4idcError
+from ..errors import Clip4idcError
 
 __all__ = [
     "TYPE_ORDER",
@@ -241,7 +241,7 @@ def seed_spread(
     """Mean, sample std, n and the values of each metric over ``runs`` (metrics dicts, e.g. from
     :func:`~clip4idc.evaluate.evaluate`; nested keys as ``"a/b"``). Uses the summary behind
     ``clip4idc report``, so the numbers equal the CLI's. ``keys`` default: every numeric metric."""
-    from .commands.score import flatten_metrics, summarise_runs
+    from ..cli.score import flatten_metrics, summarise_runs
 
     flat = [flatten_metrics(run) for run in runs]
     if keys is not None:
@@ -315,7 +315,7 @@ def attribute_accuracy(
     ``<id>_n``, are skipped). Why: a caption can name the right change type about the wrong object, and
     CIDEr hides which attribute is missing; a value the model never varies is one its encoder does not see.
     """
-    from .data.synthetic.captions import ATTRIBUTE_OF_WORD
+    from ..data.synthetic.captions import ATTRIBUTE_OF_WORD
 
     vocab: dict[str, dict[str, str]] = {a: {} for a in ("size", "color", "material", "shape")}
     for word, (attr, value) in ATTRIBUTE_OF_WORD.items():
@@ -365,8 +365,8 @@ def _prefers_own_caption(
     """Per change type and ``all``: the % of pairs whose pooled embedding is closer to their first caption
     than to every rewrite of it (``rewrite(pair, rng)``; pairs it gives none are left out), and how many
     pairs (``n``). None when no pair has a rewrite."""
-    from .data.datasets import AdaptationDataset
-    from .inference import encode_pairs, encode_texts
+    from ..data.datasets import AdaptationDataset
+    from ..network.inference import encode_pairs, encode_texts
 
     rng = np.random.default_rng(seed)
     chosen, alternatives = [], []
@@ -406,7 +406,7 @@ def direction_accuracy(
 
     Only add/drop pairs whose first caption comes from the synthetic templates count.
     """
-    from .data.rewrite import reverse_caption
+    from ..data.rewrite import reverse_caption
 
     def reverse(p: Any, rng: np.random.Generator) -> list[str]:
         backward = reverse_caption(p.captions[0], p.change_type, rng)
@@ -432,7 +432,7 @@ def counterfactual_accuracy(
     same object, moved / recoloured / removed ...), and ``n``. 20 % is chance: does the encoder know *what*
     happened to the object? Only pairs whose first caption follows the synthetic templates count.
     """
-    from .data.rewrite import counterfactual_captions
+    from ..data.rewrite import counterfactual_captions
 
     def others(p: Any, rng: np.random.Generator) -> list[str]:
         return counterfactual_captions(p.captions[0], p.change_type, 4, rng)
@@ -462,8 +462,8 @@ def detection_accuracy(
     """
     from dataclasses import replace
 
-    from .data.datasets import AdaptationDataset, CaptionDataset
-    from .inference import encode_pairs, encode_texts
+    from ..data.datasets import AdaptationDataset, CaptionDataset
+    from ..network.inference import encode_pairs, encode_texts
 
     res = model.config.resolution
     # the training set's own lookup: a pair's distractor, else its scene's no-change pair's after image
@@ -492,8 +492,8 @@ def detection_accuracy(
 def _naming_weights(scene: Mapping[str, Any]) -> dict[frozenset, float]:
     """P(the generator names the changed object by each attribute subset) in its scene: the first unique
     subset (the full description when unique) half the time, else one unique subset at random."""
-    from .data.synthetic.captions import unique_specs
-    from .data.synthetic.scene import Obj
+    from ..data.synthetic.captions import unique_specs
+    from ..data.synthetic.scene import Obj
 
     objs = [
         Obj(
@@ -528,7 +528,7 @@ def retrieval_ceiling(
     can beat that ambiguity, so a retrieval target means little without its ceiling.
     Raises ValueError when a caption is not the generator's or does not fit its own scene.
     """
-    from .data.synthetic.captions import parse_change_caption
+    from ..data.synthetic.captions import parse_change_caption
 
     chosen = [p for p in pairs if p.change_type not in (None, "no_change") and p.captions]
     if not chosen:

@@ -43,7 +43,7 @@ from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
-from .errors import Clip4idcError
+from ..errors import Clip4idcError
 
 __all__ = [
     "CAPTION_METRICS",

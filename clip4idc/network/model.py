@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..preprocess import ImageLike, preprocess_pairs
 from .clip import CLIP
 from .config import ModelConfig
 from .decoder import CaptionDecoder
-from .preprocess import ImageLike, preprocess_pairs
 
 # Keys that alias another tensor in the original layout: alias → canonical key.
 TIED_KEYS = {
@@ -200,7 +200,7 @@ class CLIP4IDC(nn.Module):
         batch_size: int = 32,
     ) -> str | list[str]:
         """Describe what changed between ``before`` and ``after`` (PIL images or paths; one or lists)."""
-        from .tokenizer import default_tokenizer
+        from ..tokenizer import default_tokenizer
 
         single = isinstance(before, (str, Path)) or not isinstance(before, Sequence)
         bef_list = [before] if single else list(before)
@@ -223,13 +223,13 @@ class CLIP4IDC(nn.Module):
 
     # -- saving ---------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
-        from .checkpoint import save_pretrained
+        from ..weights.formats import save_pretrained
 
         save_pretrained(self, directory, dtype)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> CLIP4IDC:
-        from .checkpoint import load
+        from ..weights.formats import load
 
         return load(directory)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import fail
+from ..errors import fail
 
 CONFIG_DIR = Path(__file__).with_name("model_configs")
 
@@ -99,7 +99,7 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:
-        from .io import read_json
+        from ..io import read_json
 
         path = Path(path)
         data = read_json(path)

@@ -98,7 +98,7 @@ def load_predictions(path: str | Path) -> dict[str, str]:
 
 def load_references(path: str | Path) -> dict[str, list[str]]:
     """COCO-format ground truth file to ``{pair_id: [captions]}``."""
-    from ..metrics import coco_gt_to_references
+    from ..evaluation.metrics import coco_gt_to_references
 
     try:
         return coco_gt_to_references(read_json(path))
@@ -110,7 +110,7 @@ def load_references(path: str | Path) -> dict[str, list[str]]:
 
 def run_score(args: argparse.Namespace) -> int:
     """Score, print metrics JSON on stdout, optionally write it and the per-sample records."""
-    from ..metrics import per_sample_records, score_captions_detailed
+    from ..evaluation.metrics import per_sample_records, score_captions_detailed
 
     preds = load_predictions(args.pred)
     refs = load_references(args.gt)

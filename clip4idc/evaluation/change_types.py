@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from .errors import Clip4idcError
+from ..errors import Clip4idcError
 
 __all__ = ["CHANGE_LABELS", "classify_change", "confusion", "type_accuracy"]
 

@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Start the server and block until interrupted."""
     try:
-        from .. import app
+        from ..app import web as app
     except ImportError as err:
         raise Clip4idcError(
             f"the app needs gradio ({err}); install it with: pip install 'clip4idc[app]'"
