@@ -10,7 +10,7 @@ from .network.config import ModelConfig, get_config, infer_config, list_configs
 from .network.model import CLIP4IDC, PairEncoding
 from .preprocess import load_image, preprocess, preprocess_pairs
 from .tokenizer import Tokenizer, default_tokenizer
-from .weights.formats import load, save_pretrained
+from .weights import load, save_pretrained
 
 __version__ = "0.1.0"
 

@@ -199,7 +199,7 @@ NB01 = [
     ),
     code(
         """
-        from clip4idc.evaluation.analysis import examples_per_type
+        from clip4idc.evaluation.results import examples_per_type
         from clip4idc.data.synthetic import plot_triples
 
         all_pairs = load_pairs(data, "clevr", "all")
@@ -611,14 +611,14 @@ NB02 = [
 
         The other end of the scale is not 100 %. A caption names the changed object only by what singles it
         out *in its own scene* ("the small object moved"), so it fits other pairs too. On a synthetic set,
-        `analysis.retrieval_ceiling` reads what each caption pins down and gives the R@K a perfect model
+        `probes.retrieval_ceiling` reads what each caption pins down and gives the R@K a perfect model
         would expect, one that sees every scene exactly.
         """
     ),
     code(
         """
         from clip4idc.network import inference
-        from clip4idc.evaluation.analysis import format_rows
+        from clip4idc.evaluation.results import format_rows
         from clip4idc.evaluation.metrics import retrieval_metrics
 
         adapted = clip4idc.load(work / "adapt" / "best")
@@ -635,7 +635,7 @@ NB02 = [
         P = len(test_set)
         rows.append({"model": "chance", "t2p R@1": 100 / P, "t2p R@5": 500 / P, "t2p R@10": 1000 / P})
         if (data / "scenes.json").exists():  # our generator's sets say what every caption could fit
-            from clip4idc.evaluation.analysis import retrieval_ceiling
+            from clip4idc.evaluation.probes import retrieval_ceiling
             from clip4idc.data.synthetic import load_scenes
 
             best = retrieval_ceiling(test_pairs, load_scenes(data))
@@ -681,14 +681,14 @@ NB02 = [
         """
         ## 7. What does a pair retrieve?
 
-        `analysis.top_captions` ranks every test caption for one pair. ✓ marks a caption written for this
+        `results.top_captions` ranks every test caption for one pair. ✓ marks a caption written for this
         very pair; the predicted change type of each retrieved caption (read from its words by
         `clip4idc.change_type.classify_change`) shows whether the model at least got the *kind* of change.
         """
     ),
     code(
         """
-        from clip4idc.evaluation.analysis import top_captions
+        from clip4idc.evaluation.results import top_captions
         from clip4idc.evaluation.change_types import classify_change
 
         sim, text_to_pair = inference.retrieval_similarity(adapted, test_set, captions, plan.max_words)
@@ -764,7 +764,7 @@ NB03 = [
     SETUP,
     code(
         """
-        from clip4idc.evaluation.analysis import examples_per_type, format_rows
+        from clip4idc.evaluation.results import examples_per_type, format_rows
         from clip4idc.data import load_pairs
 
         data = recipes.plan_dataset(plan, work)
@@ -987,7 +987,7 @@ NB04 = [
     SETUP,
     code(
         """
-        from clip4idc.evaluation.analysis import format_rows, per_type_rows, score_candidates, seed_spread
+        from clip4idc.evaluation.results import format_rows, per_type_rows, score_candidates, seed_spread
         from clip4idc.data import load_pairs
         from clip4idc.evaluation.evaluate import evaluate, format_summary
 
@@ -1130,7 +1130,7 @@ NB04 = [
         all on a 2-core CPU - the longest cell of the series (with `CLIP4IDC_QUICK=1`, about a minute). Two
         seeds per arm is the least that shows a spread; add seeds to `plan.seeds` when you have the time.
 
-        `analysis.seed_spread` gives mean and sample standard deviation per metric - the same summary as
+        `results.seed_spread` gives mean and sample standard deviation per metric - the same summary as
         `clip4idc report RUN1 RUN2 ...` prints from run folders.
         """
     ),
@@ -1209,9 +1209,10 @@ NB05 = [
     SETUP,
     code(
         """
-        from clip4idc.explanation import attention
-        from clip4idc.evaluation.analysis import (TYPE_ORDER, attribute_accuracy, confusion_matrix, direction_accuracy,
-                                       format_rows, select_predictions, top_confusions)
+        from clip4idc import explanation as attention
+        from clip4idc.evaluation.probes import attribute_accuracy, direction_accuracy
+        from clip4idc.evaluation.results import (TYPE_ORDER, confusion_matrix, format_rows, select_predictions,
+                                                 top_confusions)
         from clip4idc.data import load_pairs
         from clip4idc.data.synthetic import change_boxes, load_scenes
 
@@ -1373,7 +1374,7 @@ NB05 = [
 
         `evaluate(..., out=...)` writes `predictions.json`: for every test pair its caption, references,
         per-pair BLEU/METEOR/ROUGE-L/CIDEr, the true change type and the type the caption names.
-        `analysis.select_predictions` filters and sorts those records; the widget below is a thin layer over it.
+        `results.select_predictions` filters and sorts those records; the widget below is a thin layer over it.
         Pick a change type, an order, optionally only the captions that name the wrong type, and step through
         them. (The widget needs a live kernel; the cell after it shows one record without widgets.)
         """
@@ -1482,7 +1483,7 @@ NB05 = [
         ## 5. Which attributes of the changed object does the caption get right?
 
         A caption can name the right kind of change about the wrong object. On a synthetic set the scene file
-        knows the changed object, so `analysis.attribute_accuracy` checks each attribute the caption names
+        knows the changed object, so `probes.attribute_accuracy` checks each attribute the caption names
         (size, colour, material, shape) against it, and counts which values the model says. A value the
         model never varies - always the same shape, say - is one its encoder does not see, and the decoder
         fills in its prior. For the bundled demo model that is the case for shape: its stage 1, trained from
@@ -1505,7 +1506,7 @@ NB05 = [
         ## 6. Does the encoder know which image holds the object?
 
         "A red cube has been added" and "the red cube is missing" differ only in direction. The pair
-        embedding should prefer the true one; `analysis.direction_accuracy` counts how often it does on the
+        embedding should prefer the true one; `probes.direction_accuracy` counts how often it does on the
         add/drop pairs, against the same caption rewritten to the opposite change. 50 % is an encoder blind
         to direction. Stage 1 only learns what tells captions apart *within a batch*, and two such captions
         rarely meet in a random one: the bundled demo model scored 52 % until an adaptation stage
@@ -1525,7 +1526,7 @@ NB05 = [
         ## 7. Can the encoder tell a change from camera jitter?
 
         Every CLEVR-Change scene also has a *distractor*: the before scene again, with only the camera and
-        lights nudged. `analysis.detection_accuracy` asks, for each change pair, whether its caption is
+        lights nudged. `probes.detection_accuracy` asks, for each change pair, whether its caption is
         closer to the pair than to that unchanged scene (before image + distractor). 50 % is an encoder
         that cannot tell this change from jitter. Adds, drops and recolourings change the scene's global
         statistics (how many objects, which colours) and are easy; a move changes none of them. The bundled
@@ -1537,7 +1538,7 @@ NB05 = [
     ),
     code(
         """
-        from clip4idc.evaluation.analysis import detection_accuracy
+        from clip4idc.evaluation.probes import detection_accuracy
 
         detection = detection_accuracy(model, test_pairs, max_words=plan.max_words)
         print(format_rows([{"change": k, "pairs": v["n"], "caption prefers its pair to the unchanged scene %": v["accuracy"]}

@@ -19,5 +19,5 @@ clip4idc train --config configs/demo_adapt_unchanged_more2.json "$@"  # stage 1h
 clip4idc train --config configs/demo_adapt_unchanged_more3.json "$@"  # stage 1i: 8 more of the same
 clip4idc train --config configs/demo_adapt_fresh.json "$@"  # stage 1k: 3 more of the same on demo_train_b
 clip4idc train --config configs/demo_finetune.json "$@"     # stage 2 (with attention guidance)
-python -c "import clip4idc, torch; clip4idc.load('runs/demo_finetune11/best').save_pretrained('clip4idc/weights/demo', dtype=torch.float16)"
+python -c "import clip4idc, torch; clip4idc.save_pretrained(clip4idc.load('runs/demo_finetune11/best'), 'clip4idc/weights/demo', dtype=torch.float16)"
 clip4idc eval --checkpoint demo --data data/demo_test --split test --out runs/demo_eval12

@@ -197,7 +197,7 @@ def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
     assert "Cannot load the checkpoint" in handlers["model_info"](str(tmp_path / "nope.pt"))
     info = handlers["model_info"]("demo")
     assert "Model:" in info
-    if not (clip4idc.weights.formats.WEIGHTS_DIR / "demo" / "model.safetensors").exists():
+    if not (clip4idc.weights.registry.WEIGHTS_DIR / "demo" / "model.safetensors").exists():
         assert "random-weight" in info
     torch.manual_seed(0)
     tiny = clip4idc.build_model(

@@ -72,7 +72,7 @@ def test_openai_torchscript_archive(tmp_path):
 def test_safetensors_round_trip(tmp_path):
     torch.manual_seed(1)
     model = clip4idc.build_model("demo").eval()
-    model.save_pretrained(tmp_path / "m")
+    clip4idc.save_pretrained(model, tmp_path / "m")
     again = clip4idc.load(tmp_path / "m")
     assert again.config == model.config
     bef, aft = torch.randn(2, 3, 128, 128), torch.randn(2, 3, 128, 128)

@@ -19,8 +19,9 @@ from clip4idc.cli import main
 from clip4idc.data import load_pairs, make_coco_gt
 from clip4idc.data.synthetic import generate
 from clip4idc.evaluation.change_types import classify_change
-from clip4idc.evaluation.evaluate import evaluate, resolve_checkpoint
+from clip4idc.evaluation.evaluate import evaluate
 from clip4idc.network import inference
+from clip4idc.weights.registry import resolve_checkpoint
 
 TYPES = ("color", "material", "add", "drop", "move")
 PLAIN_KEYS = (

@@ -19,6 +19,7 @@ from pycocoevalcap.cider.cider_scorer import CiderScorer
 
 from clip4idc.errors import Clip4idcError
 from clip4idc.evaluation import metrics as M
+from clip4idc.explanation import pointing as P
 
 # 14 CLEVR-Change-like pairs, 3-5 references each; one empty prediction in the middle, ids mixed int/str.
 REFS: dict[object, list[str]] = {
@@ -417,13 +418,13 @@ def test_retrieval_rejects_bad_input():
 def test_pointing_hit_maps_cell_centres_to_pixels():
     heat = np.zeros((7, 7))
     heat[2, 5] = 1.0  # centre at x = 5.5 * 224 / 7 = 176, y = 2.5 * 224 / 7 = 80
-    assert M.pointing_hit(heat, [[170, 70, 180, 90]], (224, 224))
-    assert M.pointing_hit(heat, [[0, 0, 10, 10], [176, 80, 200, 100]], (224, 224))  # inclusive edges
-    assert not M.pointing_hit(heat, [[0, 0, 175, 224]], (224, 224))
-    assert not M.pointing_hit(heat, [], (224, 224))
+    assert P.pointing_hit(heat, [[170, 70, 180, 90]], (224, 224))
+    assert P.pointing_hit(heat, [[0, 0, 10, 10], [176, 80, 200, 100]], (224, 224))  # inclusive edges
+    assert not P.pointing_hit(heat, [[0, 0, 175, 224]], (224, 224))
+    assert not P.pointing_hit(heat, [], (224, 224))
     heat2 = torch.zeros(2, 4)
     heat2[1, 0] = 3.0  # non-square image: x = 0.5 * 320 / 4 = 40, y = 1.5 * 240 / 2 = 180
-    assert M.pointing_hit(heat2, [[30, 170, 50, 190]], (320, 240))
-    assert M.pointing_game([True, False, True, True]) == 75.0
+    assert P.pointing_hit(heat2, [[30, 170, 50, 190]], (320, 240))
+    assert P.hit_rate([True, False, True, True]) == 75.0
     with pytest.raises(ValueError):
-        M.pointing_game([])
+        P.hit_rate([])

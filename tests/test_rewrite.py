@@ -105,7 +105,7 @@ def test_reverse_twins_is_for_stage_1_only():
 def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     """Pair embeddings equal to the true captions' embeddings score 100 %, equal to the reversed ones 0 %."""
     import clip4idc
-    from clip4idc.evaluation.analysis import direction_accuracy
+    from clip4idc.evaluation.probes import direction_accuracy
     from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
@@ -192,7 +192,7 @@ def test_unchanged_negative_items(synth):
 
 def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     import clip4idc
-    from clip4idc.evaluation.analysis import counterfactual_accuracy
+    from clip4idc.evaluation.probes import counterfactual_accuracy
     from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
@@ -214,7 +214,7 @@ def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
     """Change pairs embedded as their captions and unchanged scenes as anything else score 100 %; the other
     way round 0 %. Only change pairs with a distractor count."""
     import clip4idc
-    from clip4idc.evaluation.analysis import detection_accuracy
+    from clip4idc.evaluation.probes import detection_accuracy
     from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
@@ -236,7 +236,7 @@ def test_detection_accuracy_encodes_the_scene_unchanged(synth, monkeypatch):
     """The second set of pairs it encodes is each change pair's before image with its distractor."""
     import clip4idc
     from clip4idc.data.datasets import ImageCache
-    from clip4idc.evaluation.analysis import detection_accuracy
+    from clip4idc.evaluation.probes import detection_accuracy
     from clip4idc.network import inference as inference
 
     pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"][:3]

@@ -378,7 +378,7 @@ def test_finetune_with_centred_frozen_vision(synth, tmp_path):
     vision tower as initialised, and the decoder trains."""
     torch.manual_seed(0)
     init = tmp_path / "init"
-    clip4idc.build_model("tiny", max_words=20).save_pretrained(init)
+    clip4idc.save_pretrained(clip4idc.build_model("tiny", max_words=20), init)
     train(
         run_cfg(
             synth, tmp_path / "ft", "finetune", init=str(init), center_visual=16, freeze_vision=True, epochs=1

@@ -41,8 +41,9 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
+from .. import explanation  # noqa: E402
 from ..errors import Clip4idcError  # noqa: E402
-from ..explanation import attention  # noqa: E402
+from ..network.inference import retrieval_scores  # noqa: E402
 from ..preprocess import load_image  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).parents[1] / "assets" / "examples"
@@ -65,13 +66,13 @@ class LoadedModel:
 
 def load_for_app(checkpoint: str) -> LoadedModel:
     """``demo`` (bundled weights, or a random-weight demo-config model until they exist) or a local path."""
-    from clip4idc.weights.formats import load_with_notes
+    from ..weights.registry import NAMED_WEIGHTS, load
 
     key = (checkpoint or "demo").strip()
-    model, notes = load_with_notes(key if key == "demo" else Path(key).expanduser())
-    notes = [f"{n[0].upper()}{n[1:]}.".replace("untrained", "**untrained**") for n in notes]
+    model = load(key if key in NAMED_WEIGHTS else Path(key).expanduser())
+    notes = [f"{n[0].upper()}{n[1:]}.".replace("untrained", "**untrained**") for n in model.notes]
     layout, cfg = model.load_layout, model.config
-    if key == "demo":
+    if key in NAMED_WEIGHTS:
         label = "bundled demo model" if layout != "random" else "demo architecture, random weights"
     else:
         label = f"{Path(key).name} ({layout} layout, {cfg.name}, {cfg.resolution}px / patch {cfg.patch})"
@@ -237,16 +238,16 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
             loaded = cache.get(checkpoint)
             pair = read_pair(before, after, loaded.model.config.resolution)
             beams = int(beam_size) if decoding == "beam search" else 1
-            result = attention.explain_pair(
+            result = explanation.explain_pair(
                 loaded.model, pair.before, pair.after, beams, int(max_words), rollout=bool(rollout)
             )
         except Clip4idcError as err:
             return "", _status([], str(err)), [], [], [], None
         cap = result.caption
         layer_idx = _layer_index(layer, loaded.model.config.decoder_layers)
-        words = attention.word_panels(cap, pair.before, pair.after, layer=layer_idx)
-        blocks = attention.encoder_panels(result.encoder, pair.before, pair.after, vertical=True)
-        changes = attention.difference_panels(loaded.model, pair.before, pair.after)
+        words = explanation.word_panels(cap, pair.before, pair.after, layer=layer_idx)
+        blocks = explanation.encoder_panels(result.encoder, pair.before, pair.after, vertical=True)
+        changes = explanation.difference_panels(loaded.model, pair.before, pair.after)
         elapsed = time.perf_counter() - start
         notes = list(pair.notes) + [f"⚠️ {n}" for n in loaded.notes]
         where = "mean over decoder layers" if layer_idx is None else f"decoder layer {layer_idx + 1}"
@@ -265,7 +266,7 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
             texts = [t.strip() for t in (candidates or "").splitlines() if t.strip()]
             if not texts:
                 raise Clip4idcError("Type one or more candidate captions, one per line.")
-            scores = attention.score_captions(loaded.model, pair.before, pair.after, texts)
+            scores = retrieval_scores(loaded.model, pair.before, pair.after, texts)
         except Clip4idcError as err:
             return [], _status([], str(err))
         probs = torch.tensor(scores).softmax(0).tolist()
@@ -279,7 +280,9 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
     def export_png(state: dict | None) -> tuple[str | None, str]:
         if not state:
             return None, _status([], "Describe a pair first, then export its word maps.")
-        fig = attention.plot_word_maps(state["result"], state["before"], state["after"], layer=state["layer"])
+        fig = explanation.plot_word_maps(
+            state["result"], state["before"], state["after"], layer=state["layer"]
+        )
         out = Path(tempfile.mkdtemp(prefix="clip4idc_")) / "word_maps.png"
         fig.savefig(str(out), format="png")
         return str(out), _status(["Word maps saved as PNG."])
@@ -518,7 +521,7 @@ def serve(
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
-    """Entry point of ``clip4idc demo`` / ``python app.py``."""
+    """Entry point of ``clip4idc app`` / ``python app.py``."""
     serve(
         args.checkpoint,
         args.host,
@@ -533,7 +536,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python app.py [--host H] [--port P] [--share] [--checkpoint C]``."""
-    from ..cli.app import add_arguments
+    from .options import add_arguments
 
     parser = argparse.ArgumentParser(prog="app.py", description="clip4idc web app")
     add_arguments(parser)

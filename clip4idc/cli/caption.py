@@ -4,23 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from ..network.model import CLIP4IDC
-from ..weights.formats import load_with_notes
-
-
-def load_for_inference(checkpoint: str, config: str | None = None, **overrides: object) -> CLIP4IDC:
-    """Load ``checkpoint`` and print on stderr anything that makes its captions meaningless."""
-    model, notes = load_with_notes(checkpoint, config, **overrides)
-    for note in notes:
-        print(f"warning: {checkpoint}: {note}", file=sys.stderr)
-    return model
+from ..weights.registry import load, print_notes
 
 
 def run(args: argparse.Namespace) -> int:
     overrides = {"intra_layers": args.intra_layers} if args.intra_layers is not None else {}
-    model = load_for_inference(args.checkpoint, args.config, **overrides)
+    model = load(args.checkpoint, args.config, **overrides)
+    print_notes(model, args.checkpoint)
     caption = model.caption(
         args.before,
         args.after,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..evaluation.change_types import classify_change
 from ..io import read_json
-from .caption import load_for_inference
+from ..weights.registry import load, print_notes
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
 
@@ -28,9 +28,10 @@ def load_examples() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..explanation.attention import caption_with_attention, plot_word_maps
+    from ..explanation import caption_with_attention, plot_word_maps
 
-    model = load_for_inference(args.checkpoint)
+    model = load(args.checkpoint)
+    print_notes(model, args.checkpoint)
     examples = load_examples()
     captions = model.caption(
         [e["before"] for e in examples], [e["after"] for e in examples], beam_size=args.beam

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import statistics
 import sys
 import warnings
 from collections.abc import Mapping
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Clip4idcError, fail
+from ..evaluation.results import flatten_metrics, summarise_runs
 from ..io import read_json, write_json_atomic
 
 
@@ -140,31 +139,6 @@ def run_score(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------
 # report
 # ----------------------------------------------------------------------------------------------------------
-
-
-def flatten_metrics(obj: Any, prefix: str = "") -> dict[str, float]:
-    """Nested dict of numbers to ``{"a/b/c": value}``; strings, ``None``, booleans and NaN are skipped."""
-    out: dict[str, float] = {}
-    if isinstance(obj, Mapping):
-        for key, value in obj.items():
-            out.update(flatten_metrics(value, f"{prefix}/{key}" if prefix else str(key)))
-    elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and prefix:
-        if not math.isnan(obj):
-            out[prefix] = float(obj)
-    return out
-
-
-def summarise_runs(run_metrics: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """``{metric: {"mean", "std", "n"}}`` over runs, metrics in first-seen order; std is the sample std."""
-    names: dict[str, None] = {}
-    for metrics in run_metrics:
-        names.update(dict.fromkeys(metrics))
-    summary: dict[str, dict[str, float]] = {}
-    for name in names:
-        values = [m[name] for m in run_metrics if name in m]
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        summary[name] = {"mean": statistics.fmean(values), "std": std, "n": len(values)}
-    return summary
 
 
 def _metrics_path(run: str) -> Path:

@@ -49,7 +49,7 @@ import torch
 
 from ..errors import Clip4idcError, fail
 
-__all__ = ["evaluate", "register", "resolve_checkpoint", "format_summary"]
+__all__ = ["evaluate", "register", "format_summary"]
 
 SPLITS = ("train", "val", "test")
 CHANGE_TYPES = ("color", "material", "add", "drop", "move")
@@ -95,20 +95,6 @@ def _check_out(out: Path | None) -> None:
     for name in ("metrics.json", "predictions.json"):
         if (out / name).is_dir():
             raise fail(out / name, "is a directory, cannot write JSON there")
-
-
-def resolve_checkpoint(checkpoint: str) -> tuple[str, str | None]:
-    """A ``clip4idc train`` run folder means its ``best/`` model; returns ``(path, note for the user)``."""
-    from ..weights.formats import WEIGHTS_NAME
-
-    path = Path(checkpoint)
-    if checkpoint != "demo" and path.is_dir() and not (path / WEIGHTS_NAME).exists():
-        best = path / "best"
-        if (best / WEIGHTS_NAME).exists():
-            return str(best), f"{path} is a training run folder; evaluating its best model {best}"
-        if best.is_dir() or (path / "checkpoint.pt").exists():
-            raise fail(path, f"training run folder without a saved best model ({best / WEIGHTS_NAME})")
-    return checkpoint, None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -185,7 +171,7 @@ def _pointing(
     if not (root / "scenes.json").is_file():
         return None, "unavailable: no scenes.json (only synthetic CLEVR-Change datasets have object boxes)"
     try:
-        from ..explanation.attention import pointing_game
+        from ..explanation.pointing import pointing_game
     except ImportError as err:
         return None, f"unavailable: clip4idc.attention.pointing_game cannot be imported ({err})"
     ids = [p.pair_id for p in pairs if p.change_type != "no_change"]
@@ -219,7 +205,7 @@ def _embedding_check(
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
     from ..data.synthetic import load_scenes
-    from .analysis import attribute_accuracy
+    from .probes import attribute_accuracy
 
     path = root / "scenes.json"
     if dataset != "clevr" or not path.is_file():
@@ -236,7 +222,7 @@ def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[
 def _ceiling(root: Path, dataset: str, pairs: list[Any]) -> tuple[dict | None, str]:
     """:func:`clip4idc.analysis.retrieval_ceiling` when the data is the synthetic generator's."""
     from ..data.synthetic import load_scenes
-    from .analysis import retrieval_ceiling
+    from .probes import retrieval_ceiling
 
     path = root / "scenes.json"
     if dataset != "clevr" or not path.is_file():
@@ -329,13 +315,12 @@ def evaluate(
         pairs = first_scenes(pairs, max_pairs)
     find_spice_lib(spice)  # a bad SPICE folder fails now, before any inference
     if isinstance(model, (str, Path)):
-        from ..cli.caption import load_for_inference
+        from ..weights.registry import load, print_notes
 
         checkpoint = checkpoint or str(model)
-        path, note = resolve_checkpoint(str(model))
-        if note:
-            print(note, file=sys.stderr)
-        model = load_for_inference(path)
+        source = model
+        model = load(source)
+        print_notes(model, source)
     dev = _device(device)
     try:
         precision = resolve_precision(precision, dev)
@@ -359,7 +344,7 @@ def evaluate(
         point, point_status = None, "skipped (pointing=False)"
 
     # 2. captions for every other pair (no-change ones included)
-    from ..explanation.attention import scene_id_of
+    from ..data.readers import scene_id_of
 
     reused = {
         p.pair_id: played[sid]
@@ -410,7 +395,7 @@ def evaluate(
         model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
     )
 
-    from .analysis import detection_accuracy, direction_accuracy
+    from .probes import detection_accuracy, direction_accuracy
 
     settings = (max_words, batch_size, dev, precision)
     direction, direction_status = _embedding_check(
@@ -622,15 +607,13 @@ def run(args: argparse.Namespace) -> int:
     """``clip4idc eval``: evaluate, print the summary on stderr and the metrics path (or JSON) on stdout."""
     import json
 
-    from ..cli.caption import load_for_inference
+    from ..weights.registry import load, print_notes
 
     _check_out(Path(args.out) if args.out else None)
     _load_split(args.data, args.dataset, args.split)  # bad data fails before the model loads
-    path, note = resolve_checkpoint(args.checkpoint)
-    if note:
-        print(note, file=sys.stderr)
     overrides = {"intra_layers": args.intra_layers} if args.intra_layers is not None else {}
-    model = load_for_inference(path, args.config, **overrides)
+    model = load(args.checkpoint, args.config, **overrides)
+    print_notes(model, args.checkpoint)
     spice: str | bool | None = False if args.no_spice else args.spice_lib
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -54,8 +54,6 @@ __all__ = [
     "find_spice_lib",
     "mean_sentence_baseline",
     "per_sample_records",
-    "pointing_game",
-    "pointing_hit",
     "retrieval_metrics",
     "score_captions",
     "score_captions_detailed",
@@ -661,28 +659,3 @@ def retrieval_metrics(similarity: Any, text_to_pair: Sequence[int]) -> dict[str,
     negative[texts, gt] = False
     p2t = 1 + (negative & (sim >= best[None, :])).sum(axis=0)
     return {"text_to_pair": _rank_summary(t2p), "pair_to_text": _rank_summary(p2t[has_text])}
-
-
-def pointing_hit(heatmap: Any, boxes: Sequence[Sequence[float]], image_size: tuple[int, int]) -> bool:
-    """Pointing game: does the heat-map peak land inside any changed-object box?
-
-    The peak cell (first maximum in row-major order) is mapped to image pixels by its centre:
-    ``x = (col + 0.5) * W / w``, ``y = (row + 0.5) * H / h``. Boxes are ``[x0, y0, x1, y1]`` in image pixels,
-    edges inclusive. No boxes (e.g. a no-change pair) gives ``False``; leave such pairs out of the game.
-    """
-    heat = _as_numpy(heatmap)
-    if heat.ndim != 2 or heat.size == 0:
-        raise ValueError(f"heatmap must be a non-empty 2-D array, got shape {heat.shape}")
-    width, height = image_size
-    row, col = np.unravel_index(int(np.nanargmax(heat)), heat.shape)
-    x = (col + 0.5) * width / heat.shape[1]
-    y = (row + 0.5) * height / heat.shape[0]
-    return any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in boxes)
-
-
-def pointing_game(hits: Sequence[bool]) -> float:
-    """Pointing-game accuracy in percent over the pairs that were played."""
-    values = [bool(h) for h in hits]
-    if not values:
-        raise ValueError("pointing_game needs at least one hit/miss")
-    return 100.0 * sum(values) / len(values)

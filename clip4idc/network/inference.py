@@ -11,7 +11,9 @@ from collections.abc import Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..errors import Clip4idcError
 from ..precision import autocast, cast_for_inference
+from ..preprocess import ImageLike, preprocess_pairs
 from ..tokenizer import default_tokenizer
 from .model import CLIP4IDC
 
@@ -112,3 +114,38 @@ def generate_captions(
         ids = runner.generate(bef, aft, max_words, beam_size, length_penalty)
         texts += [tok.caption_text(row) for row in ids.cpu()]
     return texts
+
+
+PairInput = ImageLike | torch.Tensor
+
+
+def pair_tensors(
+    model: torch.nn.Module, before: PairInput, after: PairInput
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pair as (1,3,R,R) tensors on the model's device: images/paths are preprocessed, tensors kept."""
+    device = next(model.parameters()).device
+    res = model.config.resolution
+    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
+        bef, aft = (t if t.dim() == 4 else t[None] for t in (before, after))
+        if bef.shape[0] != 1 or aft.shape[0] != 1 or bef.shape[-1] != res or aft.shape[-1] != res:
+            raise Clip4idcError(
+                f"expected one preprocessed pair of shape (3,{res},{res}), got {tuple(before.shape)}"
+            )
+    else:
+        bef, aft = preprocess_pairs([before], [after], res)
+    return bef.to(device), aft.to(device)
+
+
+@torch.no_grad()
+def retrieval_scores(
+    model: torch.nn.Module, before: PairInput, after: PairInput, captions: Sequence[str]
+) -> list[float]:
+    """Retrieval scores (scaled cosine similarity, stage-1 head) of candidate captions for one pair."""
+    texts = [c.strip() for c in captions if c.strip()]
+    if not texts:
+        return []
+
+    bef, aft = pair_tensors(model, before, after)
+    pair = model.encode_pair(bef, aft).pooled
+    text = encode_texts(model, texts, model.config.max_words, device=pair.device)
+    return model.retrieval_logits(text.to(pair.device), pair.float())[:, 0].tolist()

@@ -221,18 +221,6 @@ class CLIP4IDC(nn.Module):
         self.train(was_training)
         return texts[0] if single else texts
 
-    # -- saving ---------------------------------------------------------------------------------------
-    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
-        from ..weights.formats import save_pretrained
-
-        save_pretrained(self, directory, dtype)
-
-    @classmethod
-    def from_pretrained(cls, directory: str | Path) -> CLIP4IDC:
-        from ..weights.formats import load
-
-        return load(directory)
-
     @property
     def dtype(self) -> torch.dtype:
         return self.clip.visual.conv1.weight.dtype

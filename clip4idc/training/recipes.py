@@ -108,7 +108,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     starts from OpenAI's: stage 1 adapts it gently, stage 2 trains a fresh decoder on it. Without it they
     fall back to the tiny model trained from random weights, which runs but learns little in minutes.
     """
-    from ..weights.formats import demo_installed
+    from ..weights.registry import installed as demo_installed
 
     quick = quick_mode() if quick is None else quick
     scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
@@ -308,20 +308,21 @@ def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
         return Path(plan.start)
     import hashlib
 
-    from ..weights.formats import WEIGHTS_DIR, WEIGHTS_NAME
+    from ..weights.formats import WEIGHTS_NAME
+    from ..weights.registry import load, named_path
 
     # named by the demo weights' hash: new bundled weights make a new start, and the runs built on the
     # old one no longer match their configs (``init``), so they are retrained rather than reused
-    digest = hashlib.sha256((WEIGHTS_DIR / "demo" / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
+    digest = hashlib.sha256((named_path("demo") / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
     out = work / f"start_demo_{digest}"
     if not (out / "model.safetensors").exists():
         from ..network.model import CLIP4IDC
-        from ..weights.formats import load
+        from ..weights.formats import save_pretrained
 
         demo = load("demo")
         clip_only = CLIP4IDC(dataclasses.replace(demo.config, decoder_layers=0))
         clip_only.clip.load_state_dict(demo.clip.state_dict())
-        clip_only.save_pretrained(out)
+        save_pretrained(clip_only, out)
     return out
 
 
@@ -368,7 +369,8 @@ def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
 def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):
     """``(model, description)``: the bundled demo model when installed (and ``prefer_demo``), else the
     tiny two-stage model of :func:`finetuned_checkpoint` (trained now if missing)."""
-    from ..weights.formats import demo_installed, load
+    from ..weights.registry import installed as demo_installed
+    from ..weights.registry import load
 
     if prefer_demo and demo_installed():
         return load("demo"), "the bundled demo model"

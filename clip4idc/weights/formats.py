@@ -22,11 +22,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import Clip4idcError, fail
-from ..network.config import ModelConfig, get_config, infer_config
+from ..errors import fail
+from ..network.config import ModelConfig, infer_config
 from ..network.model import CLIP4IDC, TIED_KEYS
 
-WEIGHTS_DIR = Path(__file__).parent
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 # Parts the original adds to CLIP: absent from an OpenAI file, initialised fresh.
 PAIR_KEYS = (
@@ -159,69 +158,14 @@ def _raw_config(raw: dict[str, torch.Tensor], path: Path, **overrides: object) -
         raise fail(path, str(err)) from None
 
 
-def load(
-    source: str | Path = "demo",
-    config: ModelConfig | dict | str | None = None,
-    device: str | torch.device = "cpu",
-    **overrides: object,
+def build_from_state(
+    path: Path, raw: dict[str, torch.Tensor], config: ModelConfig | None, **overrides: object
 ) -> CLIP4IDC:
-    """Build a model and load weights: ``"demo"`` (bundled), a ``save_pretrained`` directory, an OpenAI
-    CLIP file or an original CLIP4IDC checkpoint. The architecture comes from ``config`` (a
-    :class:`ModelConfig`, a dict, or a named config), else from the directory's ``config.json``, else
-    from the tensor shapes (``overrides`` set what shapes cannot show, e.g. ``intra_layers``)."""
-    if str(source) == "demo":
-        source = WEIGHTS_DIR / "demo"
-        if not (source / WEIGHTS_NAME).exists():
-            raise fail(source, "the bundled demo model is not installed")
-    path = Path(source)
-    raw = read_state_dict(path)
-    if isinstance(config, str):
-        cfg = get_config(config, **overrides)
-    elif isinstance(config, dict):
-        cfg = ModelConfig.from_dict({**config, **overrides})
-    elif isinstance(config, ModelConfig):
-        cfg = config
-    elif path.is_dir() and (path / CONFIG_NAME).exists():
-        cfg = ModelConfig.load(path / CONFIG_NAME)
-        if overrides:
-            cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides}, strict=True)
-    else:
-        cfg = _raw_config(raw, path, **overrides)
+    """A model of ``config`` (else the architecture the tensor shapes show) holding ``raw``'s weights."""
+    cfg = config if config is not None else _raw_config(raw, path, **overrides)
     model = CLIP4IDC(cfg)
     model.load_layout = load_into(model, path, raw)
-    return model.to(device).eval()
-
-
-def demo_installed() -> bool:
-    """Whether the bundled demo weights are present (``load("demo")`` works)."""
-    return (WEIGHTS_DIR / "demo" / WEIGHTS_NAME).exists()
-
-
-def load_with_notes(
-    checkpoint: str | Path = "demo", config: ModelConfig | dict | str | None = None, **overrides: object
-) -> tuple[CLIP4IDC, list[str]]:
-    """:func:`load` for the CLI and the app, plus what a user must be told about the result.
-
-    ``demo`` before the bundled weights exist gives a random-weight model of the demo architecture
-    (``load_layout == "random"``); an OpenAI CLIP file or an adaptation-stage checkpoint has an untrained
-    decoder. Captions are only meaningful when ``model.load_layout == "clip4idc"``.
-    """
-    if str(checkpoint) == "demo" and not demo_installed():
-        torch.manual_seed(0)
-        model = CLIP4IDC(get_config("demo")).eval()
-        model.load_layout = "random"
-        return model, [
-            "the bundled demo weights are not installed: this is a random-weight model with the demo "
-            "architecture, so its captions are gibberish and its maps show no learned attention"
-        ]
-    model = load(checkpoint, config=config, **overrides)
-    notes = {
-        "openai": "OpenAI CLIP file: the caption decoder and the pair-specific encoder parts are untrained, "
-        "so captions are meaningless; encoder maps show CLIP's own attention",
-        "clip4idc-adapt": "adaptation-stage checkpoint: the caption decoder is untrained, so captions are "
-        "meaningless; retrieval scores and encoder maps are meaningful",
-    }
-    return model, [notes[model.load_layout]] if model.load_layout in notes else []
+    return model
 
 
 def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype | None = None) -> None:
@@ -253,4 +197,4 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
     os.replace(tmp_cfg, directory / CONFIG_NAME)
 
 
-__all__ = ["load", "load_into", "load_with_notes", "read_state_dict", "save_pretrained", "Clip4idcError"]
+__all__ = ["build_from_state", "load_into", "read_state_dict", "save_pretrained"]

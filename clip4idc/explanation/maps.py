@@ -36,41 +36,21 @@ class token, patches row-major):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import Clip4idcError
-from ..preprocess import ImageLike, load_image, preprocess_pairs
+from ..network.inference import PairInput, pair_tensors
 from ..tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
 from ..training.guidance import pixel_change_map
-
-PairInput = ImageLike | torch.Tensor
-
 
 # ------------------------------------------------------------------------------------------------------
 # inputs
 # ------------------------------------------------------------------------------------------------------
-def _pair_tensors(
-    model: torch.nn.Module, before: PairInput, after: PairInput
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One pair as (1,3,R,R) tensors on the model's device: images/paths are preprocessed, tensors kept."""
-    device = next(model.parameters()).device
-    res = model.config.resolution
-    if isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor):
-        bef, aft = (t if t.dim() == 4 else t[None] for t in (before, after))
-        if bef.shape[0] != 1 or aft.shape[0] != 1 or bef.shape[-1] != res or aft.shape[-1] != res:
-            raise Clip4idcError(
-                f"expected one preprocessed pair of shape (3,{res},{res}), got {tuple(before.shape)}"
-            )
-    else:
-        bef, aft = preprocess_pairs([before], [after], res)
-    return bef.to(device), aft.to(device)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -158,7 +138,7 @@ def encoder_attention(
     model: torch.nn.Module, before: PairInput, after: PairInput, rollout: bool = False
 ) -> EncoderAttention:
     """Class-token → patch maps of every vision block for one pair (images, paths or preprocessed tensors)."""
-    bef, aft = _pair_tensors(model, before, after)
+    bef, aft = pair_tensors(model, before, after)
     enc = model.encode_pair(bef, aft, need_weights=True)
     cfg = model.config
     return encoder_maps([a.cpu() for a in enc.attentions], cfg.intra_layers, cfg.grid, rollout)
@@ -340,7 +320,7 @@ def caption_with_attention(
 ) -> CaptionAttention:
     """Caption one pair (images, paths or preprocessed tensors) with per-token and per-word cross-attention
     maps; beam search gets its maps from one teacher-forced pass over the chosen caption."""
-    bef, aft = _pair_tensors(model, before, after)
+    bef, aft = pair_tensors(model, before, after)
     hidden = model.encode_pair(bef, aft).hidden
     return caption_from_hidden(model, hidden, beam_size, max_words, length_penalty)
 
@@ -364,7 +344,7 @@ def explain_pair(
     rollout: bool = False,
 ) -> PairExplanation:
     """:func:`caption_with_attention` and :func:`encoder_attention` sharing one encoder pass."""
-    bef, aft = _pair_tensors(model, before, after)
+    bef, aft = pair_tensors(model, before, after)
     enc = model.encode_pair(bef, aft, need_weights=True)
     cfg = model.config
     encoder = encoder_maps([a.cpu() for a in enc.attentions], cfg.intra_layers, cfg.grid, rollout)
@@ -373,305 +353,14 @@ def explain_pair(
     )
 
 
-@torch.no_grad()
-def score_captions(
-    model: torch.nn.Module, before: PairInput, after: PairInput, captions: Sequence[str]
-) -> list[float]:
-    """Retrieval scores (scaled cosine similarity, stage-1 head) of candidate captions for one pair."""
-    texts = [c.strip() for c in captions if c.strip()]
-    if not texts:
-        return []
-    from ..network.inference import encode_texts
-
-    bef, aft = _pair_tensors(model, before, after)
-    pair = model.encode_pair(bef, aft).pooled
-    text = encode_texts(model, texts, model.config.max_words, device=pair.device)
-    return model.retrieval_logits(text.to(pair.device), pair.float())[:, 0].tolist()
-
-
 # ------------------------------------------------------------------------------------------------------
 # rendering
 # ------------------------------------------------------------------------------------------------------
-def _as_rgb_array(image: ImageLike | np.ndarray) -> np.ndarray:
-    if isinstance(image, np.ndarray):
-        arr = image
-        if arr.dtype != np.uint8:
-            arr = np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        return arr[..., :3]
-    return np.asarray(load_image(image))
-
-
-def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic upsampling of a (g, g) map to ``size`` = (width, height) with PIL (float image, no OpenCV)."""
-    img = Image.fromarray(np.ascontiguousarray(heatmap, dtype=np.float32))  # mode F
-    return np.asarray(img.resize(size, Image.BICUBIC), dtype=np.float32)
-
-
-def overlay(
-    image: ImageLike | np.ndarray,
-    heatmap: np.ndarray,
-    alpha: float = 0.55,
-    cmap: str = "jet",
-    vmin: float | None = None,
-    vmax: float | None = None,
-    as_pil: bool = False,
-) -> np.ndarray | Image.Image:
-    """The image with a smooth heat map on top: the (g, g) map is upsampled bicubically to the image size,
-    scaled to [0, 1] between ``vmin`` and ``vmax`` (default: the map's own min and max, so colours are
-    relative), coloured with a matplotlib colormap and blended with an opacity that grows with the heat, so
-    cold regions keep the photo visible. Returns uint8 RGB (or a PIL image)."""
-    import matplotlib
-
-    rgb = _as_rgb_array(image)
-    h, w = rgb.shape[:2]
-    grid = np.asarray(heatmap, dtype=np.float32)
-    lo = float(grid.min()) if vmin is None else float(vmin)
-    hi = float(grid.max()) if vmax is None else float(vmax)
-    heat = upsample(grid, (w, h))
-    heat = np.clip((heat - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(heat)
-    colours = matplotlib.colormaps[cmap](heat)[..., :3]
-    a = alpha * (0.3 + 0.7 * heat)[..., None]
-    out = (1 - a) * (rgb.astype(np.float32) / 255.0) + a * colours
-    arr = np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr) if as_pil else arr
-
-
-def pair_overlay(
-    before_img: ImageLike | np.ndarray,
-    after_img: ImageLike | np.ndarray,
-    before_map: np.ndarray,
-    after_map: np.ndarray,
-    vertical: bool = False,
-    gap: int = 6,
-) -> np.ndarray:
-    """Before and after overlays side by side (or stacked) on ONE colour scale, so the image that got more
-    attention is the hotter one. The after image is resized to the before image's size if they differ."""
-    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
-    if aft_rgb.shape != bef_rgb.shape:
-        aft_rgb = np.asarray(
-            Image.fromarray(aft_rgb).resize((bef_rgb.shape[1], bef_rgb.shape[0]), Image.BICUBIC)
-        )
-    lo = float(min(before_map.min(), after_map.min()))
-    hi = float(max(before_map.max(), after_map.max()))
-    left = overlay(bef_rgb, before_map, vmin=lo, vmax=hi)
-    right = overlay(aft_rgb, after_map, vmin=lo, vmax=hi)
-    if vertical:
-        sep = np.full((gap, left.shape[1], 3), 255, dtype=np.uint8)
-        return np.concatenate([left, sep, right], axis=0)
-    sep = np.full((left.shape[0], gap, 3), 255, dtype=np.uint8)
-    return np.concatenate([left, sep, right], axis=1)
-
-
-def word_panels(
-    result: CaptionAttention,
-    before_img: ImageLike | np.ndarray,
-    after_img: ImageLike | np.ndarray,
-    layer: int | None = None,
-    vertical: bool = False,
-) -> list[tuple[np.ndarray, str]]:
-    """One before/after overlay per word (see :func:`pair_overlay`), labelled with the word and its share
-    of attention on each image."""
-    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
-    wb, wa = result.word_maps(layer)
-    panels = []
-    for i, (word, mb, ma) in enumerate(zip(result.words, wb, wa)):
-        total = float(mb.sum() + ma.sum()) or 1.0
-        label = f"{i + 1}. {word}  (before {mb.sum() / total:.0%} | after {ma.sum() / total:.0%})"
-        panels.append((pair_overlay(bef_rgb, aft_rgb, mb, ma, vertical), label))
-    return panels
-
-
-def encoder_panels(
-    maps: EncoderAttention,
-    before_img: ImageLike | np.ndarray,
-    after_img: ImageLike | np.ndarray,
-    vertical: bool = True,
-) -> list[tuple[np.ndarray, str]]:
-    """One before/after overlay per vision block (class-token maps), labelled with the block's kind."""
-    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
-    return [
-        (pair_overlay(bef_rgb, aft_rgb, *maps.block(b), vertical), maps.block_name(b))
-        for b in range(maps.num_blocks)
-    ]
-
-
-def difference_panels(
-    model: torch.nn.Module, before: ImageLike, after: ImageLike
-) -> list[tuple[np.ndarray, str]]:
-    """One overlay per vision block of :func:`difference_maps` on the after image, labelled with the block's
-    kind: where the encoder's tokens for the two images differ (one colour scale per block)."""
-    bef, aft = _pair_tensors(model, before, after)
-    after_rgb = _as_rgb_array(after)
-    intra, blocks = model.config.intra_layers, len(model.clip.visual.transformer.resblocks)
-    maps = _block_differences(model, bef, aft, range(blocks))  # one encoder pass for every block
-    return [
-        (
-            overlay(after_rgb, maps[block][0]),
-            f"block {block + 1}/{blocks} ({'per-image' if block < intra else 'joint'})",
-        )
-        for block in range(blocks)
-    ]
-
-
-def plot_word_maps(
-    result: CaptionAttention,
-    before_img: ImageLike | np.ndarray,
-    after_img: ImageLike | np.ndarray,
-    path: str | Path | None = None,
-    layer: int | None = None,
-    dpi: int = 100,
-) -> Any:
-    """A matplotlib figure with one column per word (before on top, after below; a shared scale per word);
-    saved as PNG when ``path`` is given. Uses the object-oriented API (no pyplot state, thread-safe)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
-    wb, wa = result.word_maps(layer)
-    cols = max(1, len(result.words))
-    fig = Figure(figsize=(2.2 * cols, 4.6), dpi=dpi)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, cols, squeeze=False)
-    for c in range(cols):
-        for r in range(2):
-            axes[r, c].axis("off")
-        if c >= len(result.words):
-            axes[0, c].set_title("(empty caption)", fontsize=9)
-            continue
-        lo, hi = float(min(wb[c].min(), wa[c].min())), float(max(wb[c].max(), wa[c].max()))
-        axes[0, c].imshow(overlay(bef_rgb, wb[c], vmin=lo, vmax=hi))
-        axes[1, c].imshow(overlay(aft_rgb, wa[c], vmin=lo, vmax=hi))
-        axes[0, c].set_title(result.words[c], fontsize=11)
-    axes[0, 0].text(
-        -0.08, 0.5, "before", transform=axes[0, 0].transAxes, rotation=90, va="center", ha="right"
-    )
-    axes[1, 0].text(-0.08, 0.5, "after", transform=axes[1, 0].transAxes, rotation=90, va="center", ha="right")
-    fig.suptitle(result.caption or "(empty caption)", fontsize=12)
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(str(path), format="png")
-    return fig
-
-
-def plot_encoder_maps(
-    maps: EncoderAttention,
-    before_img: ImageLike | np.ndarray,
-    after_img: ImageLike | np.ndarray,
-    path: str | Path | None = None,
-    dpi: int = 100,
-) -> Any:
-    """A figure with one column per vision block (class-token maps; before on top, after below)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    bef_rgb, aft_rgb = _as_rgb_array(before_img), _as_rgb_array(after_img)
-    cols = maps.num_blocks
-    fig = Figure(figsize=(2.2 * cols, 4.6), dpi=dpi)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, cols, squeeze=False)
-    for c in range(cols):
-        mb, ma = maps.block(c)
-        lo, hi = float(min(mb.min(), ma.min())), float(max(mb.max(), ma.max()))
-        axes[0, c].imshow(overlay(bef_rgb, mb, vmin=lo, vmax=hi))
-        axes[1, c].imshow(overlay(aft_rgb, ma, vmin=lo, vmax=hi))
-        axes[0, c].set_title(maps.block_name(c).replace(" (", "\n("), fontsize=9)
-        axes[0, c].axis("off")
-        axes[1, c].axis("off")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(str(path), format="png")
-    return fig
-
-
-def figure_to_image(fig: Any) -> Image.Image:
-    """Render a matplotlib figure to a PIL RGB image."""
-    fig.canvas.draw()
-    return Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
 
 
 # ------------------------------------------------------------------------------------------------------
 # localisation: the pointing game
 # ------------------------------------------------------------------------------------------------------
-Box = Sequence[float]
-NO_CHANGE = ("none", "no_change", "nochange", "no-change")  # spellings of "no change" in records
-
-
-def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int]) -> bool:
-    """Does the peak cell of ``after_map`` (g, g), mapped to ``image_size`` = (width, height) by its centre,
-    fall inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]``)? The toolkit-wide rule of
-    :func:`clip4idc.metrics.pointing_hit`, so every pointing-game number is computed the same way."""
-    from ..evaluation.metrics import pointing_hit
-
-    return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
-
-
-def pair_boxes(boxes: Mapping[str, Sequence[Box]]) -> tuple[list[Box], list[Box]]:
-    """(before, after) boxes a peak in each image must hit: the changed object's box in that image, or where
-    it is absent there (before an add, after a drop) its box in the other image."""
-    before = list(boxes.get("before") or boxes.get("after") or [])
-    after = list(boxes.get("after") or boxes.get("before") or [])
-    return before, after
-
-
-def pair_peak_hit(
-    before_map: np.ndarray,
-    after_map: np.ndarray,
-    boxes: Mapping[str, Sequence[Box]],
-    image_size: tuple[int, int],
-) -> bool:
-    """The pointing game on a pair: the peak over the cells of *both* images' maps (a tie goes to the after
-    image) must fall inside the changed object's box in the image it lies in. Where the object is absent
-    from that image (before an add, after a drop) its box in the other image stands for the place (the
-    camera is the same up to a small jitter). ``boxes``: ``{"before": [...], "after": [...]}``.
-
-    Why both images: a dropped object is only in the before image, and a model that points at it there has
-    found the change; a map that shows one place for both images (pixel or encoder differences) ties, and
-    plays as :func:`after_peak_hit` with :func:`pointing_boxes`."""
-    before_boxes, after_boxes = pair_boxes(boxes)
-    if float(np.nanmax(before_map)) > float(np.nanmax(after_map)):
-        return after_peak_hit(before_map, before_boxes, image_size)
-    return after_peak_hit(after_map, after_boxes, image_size)
-
-
-def pointing_boxes(change_type: str, boxes: Mapping[str, Sequence[Box]]) -> list[Box]:
-    """Boxes the after-image peak may hit: the changed object's after-image box, or for ``drop`` (object gone
-    from the after image) its before-image box, the camera being the same up to a small jitter."""
-    if change_type in NO_CHANGE:
-        return []
-    if change_type == "drop" or not boxes.get("after"):
-        return list(boxes.get("before", []))
-    return list(boxes.get("after", []))
-
-
-def scene_id_of(pair: Any) -> str | None:
-    """A pair reference → scene id, or ``None`` for a no-change pair (nothing to point at).
-
-    Accepts an int/str id (``"12"``; the readers' no-change ids ``"12_n"`` give ``None``), a CLEVR file
-    name (``CLEVR_default_000012.png``), a record with ``id``/``image_id``/``pair_id``/``before``, or a
-    reader ``Pair`` (its ``scene_id``)."""
-    import re
-
-    change = pair.get("change_type") if isinstance(pair, Mapping) else getattr(pair, "change_type", None)
-    if change in NO_CHANGE:
-        return None
-    if not isinstance(pair, (str, int, Mapping)) and getattr(pair, "scene_id", None) is not None:
-        return str(pair.scene_id)
-    if isinstance(pair, Mapping):
-        for key in ("scene_id", "id", "image_id", "pair_id", "before"):
-            if key in pair:
-                return scene_id_of(pair[key])
-        raise Clip4idcError(f"pair record has no id: {dict(pair)}")
-    text = str(pair)
-    if re.fullmatch(r"\d+_n", text):
-        return None
-    if text.isdigit():
-        return str(int(text))
-    digits = re.findall(r"(\d+)", Path(text).name)
-    if not digits:
-        raise Clip4idcError(f"cannot tell the scene id of pair {text!r}")
-    return str(int(digits[-1]))
 
 
 def gradient_maps(
@@ -769,123 +458,3 @@ def pixel_difference_maps(before: torch.Tensor, after: torch.Tensor, patch: int)
     """(B, g, g) mean absolute difference of preprocessed pixels in each ``patch`` × ``patch`` cell: the
     pointing game's no-model baseline (a change that shows in the pixels is easy to find)."""
     return pixel_change_map(before, after, patch).cpu().numpy()
-
-
-POINTING_METHODS = ("attention", "gradient", "difference", "pixels")
-
-
-def pointing_game(
-    model: torch.nn.Module,
-    pairs: Iterable[Any] | None,
-    scenes_root: str | Path,
-    batch_size: int = 16,
-    captions: dict[str, str] | None = None,
-    max_words: int | None = None,
-    method: str = "attention",
-    block: int | None = None,
-    readouts: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Pointing-game accuracy (%) of a synthetic dataset, overall and per change type.
-
-    ``scenes_root`` holds ``scenes.json`` (image paths are relative to it); ``pairs`` lists the scenes to
-    play (ids, CLEVR file names, records or reader ``Pair`` objects; ``None`` = all). Every pair is judged
-    by :func:`pair_peak_hit` (the peak over both images' maps). Captions are greedy; the maps played are
-    :meth:`CaptionAttention.change_maps` (mean over words of each image's map), or with
-    ``method="gradient"`` the sum of the before and after :func:`gradient_maps` as one map for both images;
-    ``"difference"`` plays :func:`difference_maps` at vision block ``block`` and ``"pixels"``
-    :func:`pixel_difference_maps`, one map for both images (no captions are written for these two);
-    no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n":
-    n, "chance": %}`` (``chance``: :func:`clip4idc.analysis.pointing_chance` of a peak cell drawn from
-    either image, over the played pairs); ``method="attention"`` adds ``"after_image_only"``
-    (``{"overall", "per_type"}`` of the after image's map alone, :func:`after_peak_hit` with
-    :func:`pointing_boxes`: the game as it was played before it looked at both images). ``readouts`` names further
-    methods (``"difference"``, ``"pixels"``) to play on the same images, each decoded once; their
-    ``{"overall", "per_type"}`` come back under ``"readouts"``. A dict passed as
-    ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
-    decode those pairs a second time.
-    """
-    from ..data.synthetic import change_boxes, load_scenes
-    from ..evaluation.analysis import pointing_chance
-
-    for name in (method, *readouts):
-        if name not in POINTING_METHODS:
-            raise ValueError(f"method must be one of {', '.join(POINTING_METHODS)}; got {name!r}")
-    if set(readouts) & {"attention", "gradient"}:
-        raise ValueError("readouts plays the maps that need no caption: 'difference' and 'pixels'")
-    root = Path(scenes_root)
-    scenes = load_scenes(root)
-    refs = list(scenes) if pairs is None else [scene_id_of(p) for p in pairs]
-    jobs = []
-    for sid in (r for r in refs if r is not None):
-        scene = scenes.get(sid)
-        if scene is None:
-            raise Clip4idcError(f"{root / 'scenes.json'}: no scene {sid}")
-        change = str(scene["change"]["type"])
-        boxes = change_boxes(scene)
-        if pointing_boxes(change, boxes):
-            jobs.append(
-                (root / scene["images"]["before"], root / scene["images"]["after"], change, boxes, sid)
-            )
-    device = next(model.parameters()).device
-    hits: dict[str, list[bool]] = {}
-    after_only: dict[str, list[bool]] = {}
-    extra: dict[str, dict[str, list[bool]]] = {name: {} for name in readouts}
-    chance: list[float] = []
-    grid = model.config.grid
-
-    def caption_free_maps(
-        name: str, bef: torch.Tensor, aft: torch.Tensor
-    ) -> list[tuple[np.ndarray, np.ndarray]]:
-        if name == "difference":
-            return [(m, m) for m in difference_maps(model, bef, aft, block)]
-        return [(m, m) for m in pixel_difference_maps(bef, aft, model.config.patch)]
-
-    for start in range(0, len(jobs), batch_size):
-        chunk = jobs[start : start + batch_size]
-        bef_imgs = [load_image(j[0]) for j in chunk]
-        aft_imgs = [load_image(j[1]) for j in chunk]
-        bef, aft = (t.to(device) for t in preprocess_pairs(bef_imgs, aft_imgs, model.config.resolution))
-        results: list[CaptionAttention] = []
-        if method in ("difference", "pixels"):
-            maps = caption_free_maps(method, bef, aft)
-        else:
-            with torch.no_grad():
-                hidden = model.encode_pair(bef, aft).hidden
-            results = captions_from_hidden(model, hidden, max_words=max_words)
-            if method == "gradient":
-                sums = [g.sum(axis=0) for g in gradient_maps(model, bef, aft, [r.token_ids for r in results])]
-                maps = [(m, m) for m in sums]
-            else:
-                maps = [r.change_maps() for r in results]
-        for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(maps, chunk, aft_imgs):
-            hits.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
-            if method == "attention":
-                played = pointing_boxes(change, boxes)
-                after_only.setdefault(change, []).append(after_peak_hit(aft_map, played, img.size))
-            chance.append(float(np.mean([pointing_chance([b], img.size, grid) for b in pair_boxes(boxes)])))
-        for name, table in extra.items():
-            for (bef_map, aft_map), (_, _, change, boxes, _), img in zip(
-                caption_free_maps(name, bef, aft), chunk, aft_imgs
-            ):
-                table.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
-        if captions is not None:
-            captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
-
-    def score(table: dict[str, list[bool]]) -> dict[str, Any]:
-        every = [h for v in table.values() for h in v]
-        return {
-            "overall": 100.0 * float(np.mean(every)) if every else float("nan"),
-            "per_type": {k: 100.0 * float(np.mean(v)) for k, v in sorted(table.items())},
-        }
-
-    result = {
-        **score(hits),
-        "counts": {k: len(v) for k, v in sorted(hits.items())},
-        "n": sum(len(v) for v in hits.values()),
-        "chance": float(np.mean(chance)) if chance else float("nan"),
-    }
-    if method == "attention":
-        result["after_image_only"] = score(after_only)
-    if readouts:
-        result["readouts"] = {name: score(table) for name, table in extra.items()}
-    return result
