@@ -559,7 +559,7 @@ NB02 = [
         """
         ## 4. Adaptation on the synthetic set, with a live loss plot
 
-        `clip4idc.train.train(TrainConfig(stage="adapt", ...))` is the whole stage: it builds the model
+        `clip4idc.training.train.train(TrainConfig(stage="adapt", ...))` is the whole stage: it builds the model
         (no decoder yet), samples batches, steps the optimiser (BertAdam with warm-up, as the original),
         validates retrieval R@1 after every epoch and keeps the best epoch's model in `best/`.
         `recipes.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly),
@@ -619,7 +619,7 @@ NB02 = [
         """
         from clip4idc.network import inference
         from clip4idc.evaluation.results import format_rows
-        from clip4idc.evaluation.metrics import retrieval_metrics
+        from clip4idc.evaluation.retrieval import retrieval_metrics
 
         adapted = clip4idc.load(work / "adapt" / "best")
         test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution, max_words=plan.max_words)
@@ -683,7 +683,7 @@ NB02 = [
 
         `results.top_captions` ranks every test caption for one pair. ✓ marks a caption written for this
         very pair; the predicted change type of each retrieved caption (read from its words by
-        `clip4idc.change_type.classify_change`) shows whether the model at least got the *kind* of change.
+        `clip4idc.evaluation.change_types.classify_change`) shows whether the model at least got the *kind* of change.
         """
     ),
     code(
@@ -978,7 +978,7 @@ NB04 = [
         different things. In this notebook we
 
         1. score hand-made candidate captions for one pair to see what each metric rewards,
-        2. evaluate a model with `clip4idc.evaluate.evaluate` and read the per-change-type table and chart,
+        2. evaluate a model with `clip4idc.evaluation.evaluate.evaluate` and read the per-change-type table and chart,
         3. compare with the *mean-sentence baseline*,
         4. run a small ablation - finetuning **without** adaptation - over several seeds, and report mean ± std.
         """
@@ -989,7 +989,8 @@ NB04 = [
         """
         from clip4idc.evaluation.results import format_rows, per_type_rows, score_candidates, seed_spread
         from clip4idc.data import load_pairs
-        from clip4idc.evaluation.evaluate import evaluate, format_summary
+        from clip4idc.evaluation.evaluate import evaluate
+        from clip4idc.evaluation.results import format_summary
 
         data = recipes.plan_dataset(plan, work)
         test_pairs = load_pairs(data, "clevr", "test")
@@ -1067,7 +1068,7 @@ NB04 = [
         ### Per change type
 
         `type_accuracy` is the share of pairs whose caption *names* the right kind of change
-        (`clip4idc.change_type.classify_change` reads it from the words), independent of n-gram overlap.
+        (`clip4idc.evaluation.change_types.classify_change` reads it from the words), independent of n-gram overlap.
         Types differ a lot in difficulty: a colour change names two colours, a move must notice a shifted
         object, a drop must notice an absence.
         """
@@ -1211,8 +1212,8 @@ NB05 = [
         """
         from clip4idc import explanation as attention
         from clip4idc.evaluation.probes import attribute_accuracy, direction_accuracy
-        from clip4idc.evaluation.results import (TYPE_ORDER, confusion_matrix, format_rows, select_predictions,
-                                                 top_confusions)
+        from clip4idc.evaluation.change_types import CHANGE_LABELS
+        from clip4idc.evaluation.results import confusion_matrix, format_rows, select_predictions, top_confusions
         from clip4idc.data import load_pairs
         from clip4idc.data.synthetic import change_boxes, load_scenes
 
@@ -1336,7 +1337,7 @@ NB05 = [
     ),
     md(
         """
-        The bundled demo model's decoder was trained to look where the pixels changed (`clip4idc.guidance`,
+        The bundled demo model's decoder was trained to look where the pixels changed (`clip4idc.training.guidance`,
         an addition to CLIP4IDC); without that, its attention found the changed object about one time in
         ten. Where is the location of the change lost without it? The encoder can be asked directly.
         `attention.difference_maps` compares the before and the after image's tokens patch by patch (one
@@ -1405,7 +1406,7 @@ NB05 = [
         """
         import ipywidgets as widgets
 
-        type_box = widgets.Dropdown(options=["all", *TYPE_ORDER], description="true type")
+        type_box = widgets.Dropdown(options=["all", *CHANGE_LABELS], description="true type")
         order_box = widgets.Dropdown(options=[("worst CIDEr first", False), ("best CIDEr first", True)], description="order")
         wrong_box = widgets.Checkbox(value=False, description="only wrong type")
         index = widgets.IntSlider(min=0, max=0, description="#", continuous_update=False)
@@ -1441,7 +1442,7 @@ NB05 = [
     ),
     code(
         """
-        worst = select_predictions(records, change_type=[t for t in TYPE_ORDER if t != "no_change"], limit=1)
+        worst = select_predictions(records, change_type=[t for t in CHANGE_LABELS if t != "no_change"], limit=1)
         if worst:
             text, fig = describe_prediction(worst[0][0])
             print(text)

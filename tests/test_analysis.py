@@ -1,4 +1,4 @@
-"""Error-analysis helpers (clip4idc.analysis) and the tutorial recipes (clip4idc.recipes)."""
+"""Error-analysis helpers (clip4idc.evaluation.results) and the tutorial recipes (clip4idc.recipes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Attention maps (clip4idc.attention): shapes for several grids, distributions, rollout, rendering, pointing."""
+"""Attention maps (clip4idc.explanation): shapes for several grids, distributions, rollout, rendering, pointing."""
 
 from __future__ import annotations
 

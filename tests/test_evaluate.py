@@ -335,3 +335,12 @@ def test_attribute_accuracy_names_a_bad_scenes_file(tmp_path: Path) -> None:
     (tmp_path / "scenes.json").write_text('{"scenes": {"0": {"objects": []}}}', encoding="utf-8")
     result, status = _attributes(tmp_path, "clevr", {"0": "a red cube"})
     assert result is None and "scenes.json" in status and "lacks" in status
+
+
+def test_probes_can_be_skipped(data: Path, model_dir: Path) -> None:
+    m = evaluate(
+        clip4idc.load(model_dir), data, split="test", max_pairs=2, spice=False, baseline=False, pointing=False,
+        probes=False,
+    )  # fmt: skip
+    for key in ("attribute_accuracy", "retrieval_ceiling", "direction_accuracy", "detection_accuracy"):
+        assert m[key] is None and m[f"{key}_status"] == "skipped (probes=False)", key

@@ -38,7 +38,9 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/test.sh" in ci
 
 
-CONFIGS = sorted((REPO / "configs").glob("*.json"))
+CONFIGS = sorted((REPO / "configs").glob("*.json")) + sorted(
+    (REPO / "projects" / "demo_model" / "configs").glob("*.json")
+)
 
 
 def test_shipped_training_configs_load():
@@ -57,7 +59,7 @@ def test_training_scripts_chain_their_stages_in_order():
     """Each stage of a recipe script starts from a run that an earlier line of the same script wrote."""
     from clip4idc.training.train import TrainConfig
 
-    scripts = sorted((REPO / "scripts").glob("train_demo*.sh"))
+    scripts = sorted((REPO / "scripts").glob("train_*.sh")) + [REPO / "projects" / "demo_model" / "train.sh"]
     assert len(scripts) >= 2
     for script in scripts:
         written: set[str] = set()

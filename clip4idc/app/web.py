@@ -8,7 +8,7 @@ Why it is built this way:
 * **Never crashes on input.** Uploads reach our code as plain file paths (see :func:`upload_image`), so a
   file that is not an image, a decompression bomb, odd modes (grayscale, RGBA, 16-bit) or a missing image
   become one clear line in the status box instead of a stack trace.
-* **No logic only here.** Everything shown is computed by :mod:`clip4idc.attention` and the model; this
+* **No logic only here.** Everything shown is computed by :mod:`clip4idc.explanation` and the model; this
   module only validates input, caches models and lays out the page.
 * **Queued.** All model work shares one concurrency group, so concurrent users wait in gradio's queue
   instead of fighting for the CPU.
@@ -24,7 +24,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -42,11 +41,11 @@ from PIL import Image  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from .. import explanation  # noqa: E402
+from ..data.examples import EXAMPLES_DIR, load_examples  # noqa: E402
 from ..errors import Clip4idcError  # noqa: E402
 from ..network.inference import retrieval_scores  # noqa: E402
 from ..preprocess import load_image  # noqa: E402
 
-EXAMPLES_DIR = Path(__file__).parents[1] / "assets" / "examples"
 MAX_PIXELS = 40_000_000  # per image; larger uploads are refused before decoding
 
 
@@ -198,7 +197,7 @@ def _status(lines: list[str], error: str | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------
-# handlers (each one a thin call into clip4idc.attention)
+# handlers (each one a thin call into clip4idc.explanation)
 # ------------------------------------------------------------------------------------------------------
 def _layer_index(choice: str | None, layers: int) -> int | None:
     if not choice or not str(choice).startswith("layer "):
@@ -313,18 +312,6 @@ def upload_image(**kwargs: Any) -> gr.Image:
     component = gr.Image(type="filepath", **kwargs)
     component.preprocess = types.MethodType(_path_preprocess, component)  # type: ignore[method-assign]
     return component
-
-
-def load_examples() -> list[dict]:
-    """The bundled example pairs (``clip4idc/assets/examples/examples.json``); empty if absent."""
-    index = EXAMPLES_DIR / "examples.json"
-    if not index.exists():
-        return []
-    data = json.loads(index.read_text())
-    return [
-        {**ex, "before": str(EXAMPLES_DIR / ex["before"]), "after": str(EXAMPLES_DIR / ex["after"])}
-        for ex in data.get("examples", [])
-    ]
 
 
 CSS = """

@@ -17,8 +17,8 @@ _COMMAND_MODULES = [
     "clip4idc.cli.examples",
     "clip4idc.cli.data",
     "clip4idc.cli.score",
-    "clip4idc.training.train",
-    "clip4idc.evaluation.evaluate",
+    "clip4idc.cli.train",
+    "clip4idc.cli.evaluate",
     "clip4idc.cli.app",
 ]
 

@@ -11,20 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..data.examples import load_examples
 from ..evaluation.change_types import classify_change
-from ..io import read_json
 from ..weights.registry import load, print_notes
-
-EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "examples"
-
-
-def load_examples() -> list[dict]:
-    """The bundled examples with absolute image paths."""
-    meta = read_json(EXAMPLES_DIR / "examples.json")
-    out = []
-    for ex in meta["examples"]:
-        out.append({**ex, "before": EXAMPLES_DIR / ex["before"], "after": EXAMPLES_DIR / ex["after"]})
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

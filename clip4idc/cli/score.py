@@ -1,6 +1,6 @@
 """``clip4idc score`` (caption metrics for any predictions file) and ``clip4idc report`` (mean +- std over runs).
 
-``score`` prints the same numbers ``pycocoevalcap`` gives when called directly (see :mod:`clip4idc.metrics`)
+``score`` prints the same numbers ``pycocoevalcap`` gives when called directly (see :mod:`clip4idc.evaluation.metrics`)
 as JSON on stdout; everything else (warnings, Java's tokenizer chatter) goes to stderr.
 """
 

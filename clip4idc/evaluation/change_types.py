@@ -32,11 +32,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from ..data.readers import CHANGE_TYPES
 from ..errors import Clip4idcError
 
 __all__ = ["CHANGE_LABELS", "classify_change", "confusion", "type_accuracy"]
 
-CHANGE_LABELS = ("color", "material", "add", "drop", "move", "no_change")
+CHANGE_LABELS = (*CHANGE_TYPES, "no_change")  # what a caption can name
 _ALL_LABELS = (*CHANGE_LABELS, "unknown")
 
 COLOR_WORDS = frozenset(

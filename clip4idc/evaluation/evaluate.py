@@ -3,8 +3,8 @@
 Why one command: the numbers of a paper table (BLEU/METEOR/ROUGE-L/CIDEr/SPICE, CLEVR-Change subsets,
 retrieval R@K) and the demo's quality gate (does the caption name the right change type? does its
 attention point at the change?) must come from one run of one model on one split, so they can be compared
-and re-checked. Everything here composes the library: :mod:`clip4idc.inference` runs the model,
-:mod:`clip4idc.metrics` and :mod:`clip4idc.change_type` score, :mod:`clip4idc.attention` plays the pointing
+and re-checked. Everything here composes the library: :mod:`clip4idc.network.inference` runs the model,
+:mod:`clip4idc.evaluation.metrics` and :mod:`clip4idc.evaluation.change_types` score, :mod:`clip4idc.explanation` plays the pointing
 game; nothing is re-implemented.
 
 Conventions:
@@ -16,18 +16,18 @@ Conventions:
 * Retrieval uses the change pairs only (no-change captions are all alike), every reference caption of
   every pair as a query. Per-type R@1 ranks against all change pairs but averages over that type's texts.
 * On a synthetic set (``scenes.json``), ``attribute_accuracy`` says how often the caption names the changed
-  object's size / colour / material / shape right (:func:`clip4idc.analysis.attribute_accuracy`).
+  object's size / colour / material / shape right (:func:`clip4idc.evaluation.probes.attribute_accuracy`).
 * The pointing game plays the decoder's attention (the maps the app shows) on both images of the pair
-  (:func:`clip4idc.attention.pair_peak_hit`); ``pointing_game_detail`` also holds ``chance``,
+  (:func:`clip4idc.explanation.pointing.pair_peak_hit`); ``pointing_game_detail`` also holds ``chance``,
   ``after_image_only`` (the after image's map alone, as the game was played before) and ``readouts``: the
   same game with the encoder's before/after difference map and with the pixel difference
-  (:func:`clip4idc.attention.difference_maps`), which say where the location is lost.
+  (:func:`clip4idc.explanation.maps.difference_maps`), which say where the location is lost.
 * On a synthetic set, ``retrieval_ceiling`` is the text→pair R@K a perfect model would expect: many captions
-  ("the small object moved") fit several pairs (:func:`clip4idc.analysis.retrieval_ceiling`).
+  ("the small object moved") fit several pairs (:func:`clip4idc.evaluation.probes.retrieval_ceiling`).
 * On synthetic add/drop pairs, ``direction_accuracy`` says whether the pair embedding knows which image holds
-  the object (:func:`clip4idc.analysis.direction_accuracy`; 50 % is chance).
+  the object (:func:`clip4idc.evaluation.probes.direction_accuracy`; 50 % is chance).
 * On CLEVR-Change-style pairs (with a distractor), ``detection_accuracy`` says whether a change caption is
-  closer to its pair than to the same scene unchanged (:func:`clip4idc.analysis.detection_accuracy`; 50 % is
+  closer to its pair than to the same scene unchanged (:func:`clip4idc.evaluation.probes.detection_accuracy`; 50 % is
   chance): can the encoder tell the change from camera jitter?
 * Whatever cannot be measured is ``null`` with a ``*_status`` string saying why - never a made-up number.
 * Output files are written only after everything is computed, each atomically: an interrupted or failed
@@ -36,23 +36,20 @@ Conventions:
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..data.readers import CHANGE_TYPES
 from ..errors import Clip4idcError, fail
 
-__all__ = ["evaluate", "register", "format_summary"]
+__all__ = ["evaluate"]
 
 SPLITS = ("train", "val", "test")
-CHANGE_TYPES = ("color", "material", "add", "drop", "move")
 CAPTION_KEYS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr")
 PER_TYPE_KEYS = ("CIDEr", "BLEU_4", "METEOR", "ROUGE_L")
 
@@ -135,7 +132,7 @@ def _retrieval(
     """Text↔pair retrieval over the change pairs, plus text→pair R@1 restricted to each type's texts."""
     from ..data import AdaptationDataset
     from ..network import inference
-    from .metrics import retrieval_metrics
+    from .retrieval import retrieval_metrics
 
     ds = AdaptationDataset(pairs, train=False, resolution=resolution, max_words=max_words)
     if not ds.pairs:
@@ -165,7 +162,7 @@ def _pointing(
     captions: dict[str, str] | None = None,
     max_words: int | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
-    """Pointing game from :mod:`clip4idc.attention` on the change pairs; ``(None, why)`` when it can't run."""
+    """Pointing game from :mod:`clip4idc.explanation` on the change pairs; ``(None, why)`` when it can't run."""
     if dataset != "clevr":
         return None, f"not applicable: {dataset} has no object boxes"
     if not (root / "scenes.json").is_file():
@@ -173,7 +170,7 @@ def _pointing(
     try:
         from ..explanation.pointing import pointing_game
     except ImportError as err:
-        return None, f"unavailable: clip4idc.attention.pointing_game cannot be imported ({err})"
+        return None, f"unavailable: clip4idc.explanation.pointing.pointing_game cannot be imported ({err})"
     ids = [p.pair_id for p in pairs if p.change_type != "no_change"]
     if not ids:
         return None, "unavailable: no change pairs"
@@ -194,7 +191,7 @@ def _pointing(
 def _embedding_check(
     check: Callable[..., dict], missing: str, ok: str, model: Any, pairs: list, *args: Any
 ) -> tuple[dict | None, str]:
-    """Run a :mod:`clip4idc.analysis` check of the pair embedding (``direction_accuracy``,
+    """Run a :mod:`clip4idc.evaluation.results` check of the pair embedding (``direction_accuracy``,
     ``detection_accuracy``); its ValueError means the data has nothing to check, so the status says so."""
     try:
         return check(model, pairs, *args), ok
@@ -203,7 +200,7 @@ def _embedding_check(
 
 
 def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[dict | None, str]:
-    """:func:`clip4idc.analysis.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
+    """:func:`clip4idc.evaluation.probes.attribute_accuracy` when the data has a synthetic ``scenes.json``."""
     from ..data.synthetic import load_scenes
     from .probes import attribute_accuracy
 
@@ -220,7 +217,7 @@ def _attributes(root: Path, dataset: str, predictions: dict[str, str]) -> tuple[
 
 
 def _ceiling(root: Path, dataset: str, pairs: list[Any]) -> tuple[dict | None, str]:
-    """:func:`clip4idc.analysis.retrieval_ceiling` when the data is the synthetic generator's."""
+    """:func:`clip4idc.evaluation.probes.retrieval_ceiling` when the data is the synthetic generator's."""
     from ..data.synthetic import load_scenes
     from .probes import retrieval_ceiling
 
@@ -243,8 +240,8 @@ def _baseline(
 ) -> tuple[dict[str, Any] | None, str]:
     """Mean-sentence baseline: the training caption that, said for every pair, scores the best CIDEr."""
     from ..data import load_pairs
+    from .baseline import mean_sentence_baseline
     from .change_types import classify_change, type_accuracy
-    from .metrics import mean_sentence_baseline
 
     try:
         train_pairs = load_pairs(root, dataset, "train")
@@ -290,14 +287,16 @@ def evaluate(
     workers: int = 0,
     checkpoint: str | None = None,
     progress: bool = False,
+    probes: bool = True,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (a :class:`~clip4idc.CLIP4IDC`, or a checkpoint name/path) on one split.
 
     Returns the metrics dict (the content of ``metrics.json``); with ``out`` also writes
     ``out/predictions.json`` (``{pair_id: {caption, references, per-pair scores, change_type,
-    predicted_type}}``) and then ``out/metrics.json``. ``spice``: see :func:`clip4idc.metrics.find_spice_lib`
+    predicted_type}}``) and then ``out/metrics.json``. ``spice``: see :func:`clip4idc.evaluation.metrics.find_spice_lib`
     (``None`` = use the CoreNLP jars if found, else report SPICE as unavailable). ``max_pairs`` keeps the
-    first N scenes (quick checks). ``checkpoint`` is only recorded in the output.
+    first N scenes (quick checks). ``checkpoint`` is only recorded in the output. ``probes``: run the
+    synthetic-only probes of :mod:`.probes` where they apply (``False`` skips them).
     """
     from ..data import CaptionDataset, first_scenes
     from ..network import inference
@@ -381,7 +380,7 @@ def evaluate(
     if types_known:
         acc = type_accuracy(predictions, true_types)
         conf: dict[str, Any] | None = confusion(predictions, true_types)
-        type_status = "ok (change type read from the caption's words by clip4idc.change_type)"
+        type_status = "ok (change type read from the caption's words by clip4idc.evaluation.change_types)"
     else:
         acc, conf = None, None
         type_status = (
@@ -398,21 +397,30 @@ def evaluate(
     from .probes import detection_accuracy, direction_accuracy
 
     settings = (max_words, batch_size, dev, precision)
-    direction, direction_status = _embedding_check(
-        direction_accuracy,
-        "not applicable: no add/drop pairs with synthetic-template captions",
-        "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)",
-        model,
-        pairs,
-        *settings,
+    skipped: tuple[None, str] = (None, "skipped (probes=False)")
+    direction, direction_status = (
+        skipped
+        if not probes
+        else _embedding_check(
+            direction_accuracy,
+            "not applicable: no add/drop pairs with synthetic-template captions",
+            "ok (pair embedding: its add/drop caption vs that caption reversed; chance 50 %)",
+            model,
+            pairs,
+            *settings,
+        )
     )
-    detection, detection_status = _embedding_check(
-        detection_accuracy,
-        "not applicable: no change pairs with a distractor image",
-        "ok (change caption: its pair vs the same scene unchanged; chance 50 %)",
-        model,
-        pairs,
-        *settings,
+    detection, detection_status = (
+        skipped
+        if not probes
+        else _embedding_check(
+            detection_accuracy,
+            "not applicable: no change pairs with a distractor image",
+            "ok (change caption: its pair vs the same scene unchanged; chance 50 %)",
+            model,
+            pairs,
+            *settings,
+        )
     )
 
     # 6. mean-sentence baseline
@@ -448,10 +456,12 @@ def evaluate(
     metrics["type_accuracy_detail"] = acc
     metrics["confusion"] = conf
     metrics["pointing_game_detail"] = point
-    metrics["attribute_accuracy"], metrics["attribute_accuracy_status"] = _attributes(
-        root, dataset, predictions
+    metrics["attribute_accuracy"], metrics["attribute_accuracy_status"] = (
+        _attributes(root, dataset, predictions) if probes else skipped
     )
-    metrics["retrieval_ceiling"], metrics["retrieval_ceiling_status"] = _ceiling(root, dataset, pairs)
+    metrics["retrieval_ceiling"], metrics["retrieval_ceiling_status"] = (
+        _ceiling(root, dataset, pairs) if probes else skipped
+    )
     metrics["direction_accuracy"] = direction
     metrics["direction_accuracy_status"] = direction_status
     metrics["detection_accuracy"] = detection
@@ -500,200 +510,3 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------------------
 # summary table
 # ----------------------------------------------------------------------------------------------------------
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def format_summary(metrics: Mapping[str, Any]) -> str:
-    """A readable table of ``metrics`` (what :func:`evaluate` returns) for the terminal."""
-    lines = [
-        f"{metrics['dataset']} {metrics['split']}: {metrics['num_pairs']} pairs, checkpoint "
-        f"{metrics.get('checkpoint') or '(in memory)'}"
-    ]
-    head = f"{'subset':<10} {'n':>5} {'CIDEr':>7} {'BLEU_4':>7} {'METEOR':>7} {'ROUGE_L':>7}"
-    head += f" {'type%':>6} {'R@1':>6} {'point%':>6}"
-    lines += [head, "-" * len(head)]
-    cap = metrics["captioning"]
-    per_type = metrics.get("per_type") or {}
-    rows: list[tuple[str, Mapping[str, Any] | None, Any, Any, Any]] = [
-        ("total", cap.get("total"), metrics["type_accuracy"], None, None)
-    ]
-    if "change" in cap:
-        rows.append(
-            (
-                "change",
-                cap.get("change"),
-                metrics["type_accuracy_change"],
-                metrics["R@1"],
-                metrics["pointing_game"],
-            )
-        )
-        rows.append(("no_change", cap.get("no_change"), metrics["type_accuracy_no_change"], None, None))
-    else:
-        rows[0] = ("total", cap.get("total"), None, metrics["R@1"], None)
-    for typ, row in per_type.items():
-        if typ != "no_change":
-            rows.append((typ, cap.get(typ), row["type_accuracy"], row["R@1"], row["pointing_game"]))
-    for name, sub, typ_acc, r1, pg in rows:
-        sub = sub or {}
-        lines.append(
-            f"{name:<10} {sub.get('num_pairs', 0):>5} {_fmt(sub.get('CIDEr')):>7} {_fmt(sub.get('BLEU_4')):>7} "
-            f"{_fmt(sub.get('METEOR')):>7} {_fmt(sub.get('ROUGE_L')):>7} {_fmt(typ_acc, 1):>6} "
-            f"{_fmt(r1, 1):>6} {_fmt(pg, 1):>6}"
-        )
-    ret = metrics["retrieval"]
-    for direction in ("text_to_pair", "pair_to_text"):
-        r = ret.get(direction)
-        if r:
-            lines.append(
-                f"retrieval {direction}: R@1 {r['R@1']:.1f}  R@5 {r['R@5']:.1f}  R@10 {r['R@10']:.1f}  "
-                f"MedR {r['MedianR']:.1f}  MeanR {r['MeanR']:.1f}"
-            )
-    ceiling = metrics.get("retrieval_ceiling")
-    if ceiling:
-        lines.append(
-            f"retrieval ceiling text_to_pair (best possible model, these captions): R@1 {ceiling['R@1']:.1f}  "
-            f"R@5 {ceiling['R@5']:.1f}  R@10 {ceiling['R@10']:.1f}"
-        )
-    direction = metrics.get("direction_accuracy")
-    if direction:
-        lines.append(
-            "direction (pair prefers its add/drop caption to the reversed one; chance 50): "
-            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in direction.items())
-        )
-    detection = metrics.get("detection_accuracy")
-    if detection:
-        lines.append(
-            "detection (change caption prefers its pair to the scene unchanged; chance 50): "
-            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in detection.items())
-        )
-    point = metrics.get("pointing_game_detail")
-    if point and point.get("readouts"):
-        lines.append(
-            f"pointing game: decoder attention {point['overall']:.1f} (after image alone "
-            f"{point['after_image_only']['overall']:.1f})  encoder difference map "
-            f"{point['readouts']['difference']['overall']:.1f}  pixel difference {point['readouts']['pixels']['overall']:.1f}"
-            f"  chance {point['chance']:.1f}"
-        )
-    base = metrics.get("baseline")
-    if base:
-        lines.append(
-            f"baseline {base['sentence']!r}: CIDEr {_fmt(base['CIDEr'])}  BLEU_4 {_fmt(base['BLEU_4'])}  "
-            f"METEOR {_fmt(base['METEOR'])}  ROUGE_L {_fmt(base['ROUGE_L'])}  type% "
-            f"{_fmt(base.get('type_accuracy'), 1)}"
-        )
-    else:
-        lines.append(f"baseline: {metrics.get('baseline_status')}")
-    lines.append(f"SPICE: {_fmt(metrics['SPICE'])} ({metrics['SPICE_status']})")
-    if metrics["type_accuracy"] is None:
-        lines.append(f"type accuracy: {metrics['type_accuracy_status']}")
-    if metrics["pointing_game"] is None:
-        lines.append(f"pointing game: {metrics['pointing_game_status']}")
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# CLI
-# ----------------------------------------------------------------------------------------------------------
-
-
-def run(args: argparse.Namespace) -> int:
-    """``clip4idc eval``: evaluate, print the summary on stderr and the metrics path (or JSON) on stdout."""
-    import json
-
-    from ..weights.registry import load, print_notes
-
-    _check_out(Path(args.out) if args.out else None)
-    _load_split(args.data, args.dataset, args.split)  # bad data fails before the model loads
-    overrides = {"intra_layers": args.intra_layers} if args.intra_layers is not None else {}
-    model = load(args.checkpoint, args.config, **overrides)
-    print_notes(model, args.checkpoint)
-    spice: str | bool | None = False if args.no_spice else args.spice_lib
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        metrics = evaluate(
-            model,
-            args.data,
-            dataset=args.dataset,
-            split=args.split,
-            out=args.out,
-            batch_size=args.batch_size,
-            beam_size=args.beam,
-            max_words=args.max_words,
-            precision=args.precision,
-            device=args.device,
-            spice=spice,
-            baseline=not args.no_baseline,
-            pointing=not args.no_pointing,
-            max_pairs=args.max_pairs,
-            workers=args.workers,
-            checkpoint=args.checkpoint,
-            progress=not args.no_progress,
-        )
-    for item in caught:
-        print(f"warning: {item.message}", file=sys.stderr)
-    print(format_summary(metrics), file=sys.stderr)
-    if args.out:
-        print(Path(args.out) / "metrics.json")
-    else:
-        print(json.dumps(metrics, indent=2))
-    return 0
-
-
-def register(subparsers: Any) -> None:
-    """Add ``eval`` to the ``clip4idc`` command line."""
-    p = subparsers.add_parser(
-        "eval",
-        help="evaluate a model on a dataset split: captions, change types, retrieval, pointing game",
-        description=(
-            "Caption every pair of a split, score with pycocoevalcap (CLEVR-Change: total, change, no-change "
-            "and per change type), read the change type from each caption, run text<->pair retrieval on the "
-            "change pairs, play the pointing game (synthetic data) and compare with the mean-sentence "
-            "baseline. With --out, writes OUT/predictions.json and OUT/metrics.json (atomically, "
-            "metrics last) and prints the metrics path; otherwise prints the metrics JSON."
-        ),
-    )
-    p.add_argument(
-        "--checkpoint",
-        default="demo",
-        help="'demo', a save_pretrained dir, a checkpoint file, or a train run folder (uses best/)",
-    )
-    p.add_argument("--data", required=True, metavar="DIR", help="dataset folder (official layout)")
-    p.add_argument(
-        "--dataset",
-        choices=("clevr", "spot", "ier"),
-        default=None,
-        help="dataset kind (default: detected from the files)",
-    )
-    p.add_argument("--split", default="test", help="train, val or test (default test)")
-    p.add_argument("--out", metavar="OUT", default=None, help="folder for metrics.json and predictions.json")
-    p.add_argument("--config", default=None, help="named model config when shapes are not enough")
-    p.add_argument("--intra-layers", type=int, default=None, help="per-image blocks (not visible in shapes)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy, the original's decoding)")
-    p.add_argument("--max-words", type=int, default=None, help="caption length budget (default: model's)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16", "auto"))
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-    p.add_argument("--workers", type=int, default=0, help="image-loading worker processes")
-    p.add_argument(
-        "--max-pairs", type=int, default=None, help="evaluate only the first N scenes (quick check)"
-    )
-    spice = p.add_mutually_exclusive_group()
-    spice.add_argument(
-        "--spice-lib",
-        metavar="DIR",
-        default=None,
-        help="folder holding the stanford-corenlp-3.6.0 jars for SPICE "
-        "(default: $CLIP4IDC_SPICE_LIB or pycocoevalcap's lib; else SPICE is unavailable)",
-    )
-    spice.add_argument("--no-spice", action="store_true", help="skip SPICE even if its jars are available")
-    p.add_argument("--no-baseline", action="store_true", help="skip the mean-sentence baseline")
-    p.add_argument("--no-pointing", action="store_true", help="skip the pointing game")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=run)

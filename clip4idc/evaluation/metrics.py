@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import atexit
 import json
-import math
 import os
 import re
 import subprocess
 import tempfile
 import threading
 import warnings
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,30 +37,26 @@ from typing import Any
 import numpy as np
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
-from pycocoevalcap.cider.cider_scorer import precook
 from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
 
+from ..data.readers import CHANGE_TYPES
 from ..errors import Clip4idcError
 
 __all__ = [
     "CAPTION_METRICS",
-    "CLEVR_CHANGE_TYPES",
     "CORENLP_JARS",
     "SPICE_ENV",
     "coco_gt_to_references",
     "find_spice_lib",
-    "mean_sentence_baseline",
     "per_sample_records",
-    "retrieval_metrics",
     "score_captions",
     "score_captions_detailed",
     "score_clevr_change",
 ]
 
 CAPTION_METRICS = ("BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "METEOR", "ROUGE_L", "CIDEr", "SPICE")
-CLEVR_CHANGE_TYPES = ("color", "material", "add", "drop", "move")
 SPICE_ENV = "CLIP4IDC_SPICE_LIB"
 CORENLP_JARS = ("stanford-corenlp-3.6.0.jar", "stanford-corenlp-3.6.0-models.jar")
 
@@ -489,8 +484,8 @@ def score_clevr_change(
         "no_change": groups["no_change"],
     }
     for typ in (
-        *CLEVR_CHANGE_TYPES,
-        *sorted(t for t in groups if t not in CLEVR_CHANGE_TYPES and t != "no_change"),
+        *CHANGE_TYPES,
+        *sorted(t for t in groups if t not in CHANGE_TYPES and t != "no_change"),
     ):
         subsets[typ] = groups.get(typ, [])
     out: dict[str, dict[str, Any] | None] = {}
@@ -502,160 +497,3 @@ def score_clevr_change(
         metrics["num_pairs"] = len(ids)
         out[name] = metrics
     return out
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Mean-sentence baseline
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _normalise_sentence(text: str) -> str:
-    return " ".join(_LINE_BREAKS.sub(" ", text).lower().split()).rstrip(" .")
-
-
-def _constant_cider(
-    candidates: Sequence[str], refs: Sequence[Sequence[str]], n: int = 4, sigma: float = 6.0
-) -> np.ndarray:
-    """Corpus CIDEr-D of predicting each (tokenized) candidate for every pair, all candidates at once.
-
-    Same formula as pycocoevalcap's ``CiderScorer`` (IDF over the pairs' references, clipped tf-idf cosine
-    per n-gram order, Gaussian length penalty on bigram counts, x10), but the reference vectors are built once
-    and looked up through an inverted index, so each extra candidate costs only its own n-grams.
-    """
-    cooked = [[precook(r, n) for r in pair_refs] for pair_refs in refs]
-    doc_freq: Counter[tuple[str, ...]] = Counter()
-    for pair_refs in cooked:
-        doc_freq.update({g for r in pair_refs for g in r})
-    log_pairs = math.log(float(len(cooked)))
-
-    def weights(
-        counts: Mapping[tuple[str, ...], int],
-    ) -> tuple[dict[tuple[str, ...], float], np.ndarray, int]:
-        vec = {g: tf * (log_pairs - math.log(max(1.0, doc_freq.get(g, 0.0)))) for g, tf in counts.items()}
-        norm = np.zeros(n)
-        for g, w in vec.items():
-            norm[len(g) - 1] += w * w
-        length = sum(tf for g, tf in counts.items() if len(g) == 2)
-        return vec, np.sqrt(norm), length
-
-    index: dict[tuple[str, ...], list[tuple[int, float]]] = defaultdict(list)
-    ref_norm, ref_len, ref_pair = [], [], []
-    for p, pair_refs in enumerate(cooked):
-        for counts in pair_refs:
-            vec, norm, length = weights(counts)
-            r = len(ref_pair)
-            for g, w in vec.items():
-                index[g].append((r, w))
-            ref_norm.append(norm)
-            ref_len.append(length)
-            ref_pair.append(p)
-    norms_r = np.array(ref_norm)
-    lens_r = np.array(ref_len, dtype=float)
-    pair_of = np.array(ref_pair)
-    refs_per_pair = np.bincount(pair_of, minlength=len(cooked)).astype(float)
-    arrays = {
-        g: (np.array([r for r, _ in rows]), np.array([w for _, w in rows])) for g, rows in index.items()
-    }
-
-    scores = np.zeros(len(candidates))
-    for c, cand in enumerate(candidates):
-        vec, norm_h, length_h = weights(precook(cand, n))
-        num = np.zeros((len(pair_of), n))
-        for g, w in vec.items():
-            if g in arrays:
-                rows, wr = arrays[g]
-                num[rows, len(g) - 1] += np.minimum(w, wr) * wr
-        denom = norm_h[None, :] * norms_r
-        val = np.where(denom != 0, num / np.where(denom != 0, denom, 1.0), num)
-        val *= np.exp(-((length_h - lens_r) ** 2) / (2 * sigma**2))[:, None]
-        per_pair = (
-            np.bincount(pair_of, weights=val.mean(axis=1), minlength=len(cooked)) / refs_per_pair * 10.0
-        )
-        scores[c] = per_pair.mean()
-    return scores
-
-
-def mean_sentence_baseline(
-    train_captions: Sequence[str],
-    references: Mapping[Any, Sequence[str]],
-    max_candidates: int = 200,
-    spice: str | os.PathLike[str] | bool | None = False,
-) -> tuple[str, dict[str, Any]]:
-    """The one training caption that, predicted for every pair, scores the best CIDEr - a floor for models.
-
-    Candidates are the ``max_candidates`` most frequent training captions after normalisation (lower case,
-    single spaces, no final full stop; ties keep first-seen order). Returns the sentence and its full metrics
-    (identical to :func:`score_captions` with that sentence for every pair). SPICE is off by default here.
-    """
-    counts = Counter(s for s in (_normalise_sentence(c) for c in train_captions) if s)
-    if not counts:
-        raise Clip4idcError("no non-empty training captions for the mean-sentence baseline")
-    candidates = [s for s, _ in counts.most_common(max(1, int(max_candidates)))]
-    refs = _normalise_references(references)
-    ids = list(refs)
-    both: dict[Hashable, Sequence[str]] = {("gts", pid): refs[pid] for pid in ids}
-    both[("cand",)] = candidates
-    tok = _ptb_tokenize(both)
-    cand_tok = tok[("cand",)]
-    cider = _constant_cider(cand_tok, [tok[("gts", pid)] for pid in ids])
-    best = int(np.argmax(cider))
-    sentence = candidates[best]
-    return sentence, score_captions({pid: sentence for pid in ids}, refs, spice=spice)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Retrieval and pointing
-# ----------------------------------------------------------------------------------------------------------
-
-
-def _as_numpy(array: Any) -> np.ndarray:
-    if hasattr(array, "detach"):  # torch tensor, without importing torch here
-        array = array.detach().to("cpu").double().numpy()
-    return np.asarray(array, dtype=np.float64)
-
-
-def _rank_summary(ranks: np.ndarray) -> dict[str, float]:
-    return {
-        "R@1": float(100.0 * np.mean(ranks <= 1)),
-        "R@5": float(100.0 * np.mean(ranks <= 5)),
-        "R@10": float(100.0 * np.mean(ranks <= 10)),
-        "MedianR": float(np.median(ranks)),
-        "MeanR": float(np.mean(ranks)),
-    }
-
-
-def retrieval_metrics(similarity: Any, text_to_pair: Sequence[int]) -> dict[str, dict[str, float]]:
-    """Text<->pair retrieval metrics from a (num_texts, num_pairs) similarity matrix; R@K in percent.
-
-    * text->pair: for each text, the rank of its own pair among all pairs.
-    * pair->text: for each pair that has texts, the rank of its best-scoring own text among all texts, where
-      only other pairs' texts can outrank it (the usual multi-caption convention). Pairs with no texts are
-      gallery distractors for text->pair and are skipped here.
-    * Ties are pessimistic: a wrong item with a similarity equal to the right one counts as ranked above it,
-      so a constant similarity matrix gets the worst rank, never R@1 = 100.
-    Ranks start at 1. NaN similarities are an error.
-    """
-    sim = _as_numpy(similarity)
-    if sim.ndim != 2:
-        raise ValueError(f"similarity must be 2-D (num_texts, num_pairs), got shape {sim.shape}")
-    gt = np.asarray(text_to_pair, dtype=np.int64).reshape(-1)
-    num_texts, num_pairs = sim.shape
-    if gt.shape[0] != num_texts:
-        raise ValueError(f"text_to_pair has {gt.shape[0]} entries for {num_texts} texts")
-    if num_texts == 0 or num_pairs == 0:
-        raise ValueError("similarity matrix is empty")
-    if gt.min() < 0 or gt.max() >= num_pairs:
-        raise ValueError(f"text_to_pair values must lie in [0, {num_pairs})")
-    if np.isnan(sim).any():
-        raise ValueError("similarity contains NaN")
-    texts = np.arange(num_texts)
-    true_sim = sim[texts, gt]
-    t2p = (sim >= true_sim[:, None]).sum(axis=1)  # counts the true pair itself, so rank >= 1
-
-    best = np.full(num_pairs, -np.inf)
-    np.maximum.at(best, gt, true_sim)
-    has_text = np.bincount(gt, minlength=num_pairs) > 0
-    negative = np.ones_like(sim, dtype=bool)
-    negative[texts, gt] = False
-    p2t = 1 + (negative & (sim >= best[None, :])).sum(axis=0)
-    return {"text_to_pair": _rank_summary(t2p), "pair_to_text": _rank_summary(p2t[has_text])}

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 
 from ..errors import Clip4idcError
+from .change_types import CHANGE_LABELS
 
 __all__ = [
-    "TYPE_ORDER",
     "confusion_matrix",
     "examples_per_type",
     "flatten_metrics",
     "format_rows",
+    "format_summary",
     "per_type_rows",
     "score_candidates",
     "seed_spread",
@@ -43,11 +44,9 @@ __all__ = [
     "top_confusions",
 ]
 
-TYPE_ORDER = ("color", "material", "add", "drop", "move", "no_change")
-
 
 def examples_per_type(
-    pairs: Iterable[Any], per_type: int = 1, types: Sequence[str] = TYPE_ORDER
+    pairs: Iterable[Any], per_type: int = 1, types: Sequence[str] = CHANGE_LABELS
 ) -> dict[str, list[Any]]:
     """The first ``per_type`` pairs (reader :class:`~clip4idc.data.Pair` objects or anything with a
     ``change_type``) of each type in ``types``, in that order; types with no pair are left out."""
@@ -63,7 +62,7 @@ def top_captions(
     similarity: Any, texts: Sequence[str], pair_index: int, k: int = 5
 ) -> list[tuple[str, float, int]]:
     """``(caption, score, rank)`` of the ``k`` texts scoring highest for pair ``pair_index`` in a
-    (texts × pairs) similarity matrix (e.g. :func:`clip4idc.inference.retrieval_similarity`). A caption that
+    (texts × pairs) similarity matrix (e.g. :func:`clip4idc.network.inference.retrieval_similarity`). A caption that
     occurs several times (e.g. shared no-change captions) is listed once, at its best score."""
     sim = np.asarray(similarity.detach().cpu() if hasattr(similarity, "detach") else similarity, dtype=float)
     if sim.ndim != 2 or sim.shape[0] != len(texts):
@@ -133,13 +132,13 @@ def select_predictions(
 def confusion_matrix(
     confusion: Mapping[str, Mapping[str, int]], labels: Sequence[str] | None = None
 ) -> tuple[list[str], list[str], list[list[int]]]:
-    """``(rows, columns, counts)`` from :func:`clip4idc.change_type.confusion` (``[true][predicted]``).
+    """``(rows, columns, counts)`` from :func:`clip4idc.evaluation.change_types.confusion` (``[true][predicted]``).
 
-    Rows are the true types present (in ``labels`` order, default :data:`TYPE_ORDER` then any others);
+    Rows are the true types present (in ``labels`` order, default :data:`CHANGE_LABELS` then any others);
     columns the same labels plus every predicted label seen (e.g. ``unknown``), so the diagonal is
     "named the right type" wherever a row and a column share a label.
     """
-    order = list(labels) if labels is not None else list(TYPE_ORDER)
+    order = list(labels) if labels is not None else list(CHANGE_LABELS)
     true_seen = [t for t in confusion]
     pred_seen = [p for row in confusion.values() for p in row]
     rows = [t for t in order if t in confusion] + sorted(set(true_seen) - set(order))
@@ -166,7 +165,7 @@ def per_type_rows(
     keys: Sequence[str] = ("CIDEr", "BLEU_4", "METEOR", "ROUGE_L", "type_accuracy", "R@1", "pointing_game"),
     include_total: bool = True,
 ) -> list[dict[str, Any]]:
-    """One row per CLEVR-Change subset of an :func:`~clip4idc.evaluate.evaluate` result: ``total`` and
+    """One row per CLEVR-Change subset of an :func:`~clip4idc.evaluation.evaluate.evaluate` result: ``total`` and
     ``change`` (when ``include_total``), then each type of ``metrics["per_type"]``; every row has ``subset``,
     ``n`` and ``keys`` (``None`` where not measured)."""
     per_type = metrics.get("per_type")
@@ -227,7 +226,7 @@ def seed_spread(
     runs: Sequence[Mapping[str, Any]], keys: Sequence[str] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Mean, sample std, n and the values of each metric over ``runs`` (metrics dicts, e.g. from
-    :func:`~clip4idc.evaluate.evaluate`; nested keys as ``"a/b"``). Uses the summary behind
+    :func:`~clip4idc.evaluation.evaluate.evaluate`; nested keys as ``"a/b"``). Uses the summary behind
     ``clip4idc report``, so the numbers equal the CLI's. ``keys`` default: every numeric metric."""
     flat = [flatten_metrics(run) for run in runs]
     if keys is not None:
@@ -290,3 +289,99 @@ def summarise_runs(run_metrics: list[dict[str, float]]) -> dict[str, dict[str, f
         std = statistics.stdev(values) if len(values) > 1 else 0.0
         summary[name] = {"mean": statistics.fmean(values), "std": std, "n": len(values)}
     return summary
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary(metrics: Mapping[str, Any]) -> str:
+    """A readable table of ``metrics`` (what :func:`evaluate` returns) for the terminal."""
+    lines = [
+        f"{metrics['dataset']} {metrics['split']}: {metrics['num_pairs']} pairs, checkpoint "
+        f"{metrics.get('checkpoint') or '(in memory)'}"
+    ]
+    head = f"{'subset':<10} {'n':>5} {'CIDEr':>7} {'BLEU_4':>7} {'METEOR':>7} {'ROUGE_L':>7}"
+    head += f" {'type%':>6} {'R@1':>6} {'point%':>6}"
+    lines += [head, "-" * len(head)]
+    cap = metrics["captioning"]
+    per_type = metrics.get("per_type") or {}
+    rows: list[tuple[str, Mapping[str, Any] | None, Any, Any, Any]] = [
+        ("total", cap.get("total"), metrics["type_accuracy"], None, None)
+    ]
+    if "change" in cap:
+        rows.append(
+            (
+                "change",
+                cap.get("change"),
+                metrics["type_accuracy_change"],
+                metrics["R@1"],
+                metrics["pointing_game"],
+            )
+        )
+        rows.append(("no_change", cap.get("no_change"), metrics["type_accuracy_no_change"], None, None))
+    else:
+        rows[0] = ("total", cap.get("total"), None, metrics["R@1"], None)
+    for typ, row in per_type.items():
+        if typ != "no_change":
+            rows.append((typ, cap.get(typ), row["type_accuracy"], row["R@1"], row["pointing_game"]))
+    for name, sub, typ_acc, r1, pg in rows:
+        sub = sub or {}
+        lines.append(
+            f"{name:<10} {sub.get('num_pairs', 0):>5} {_fmt(sub.get('CIDEr')):>7} {_fmt(sub.get('BLEU_4')):>7} "
+            f"{_fmt(sub.get('METEOR')):>7} {_fmt(sub.get('ROUGE_L')):>7} {_fmt(typ_acc, 1):>6} "
+            f"{_fmt(r1, 1):>6} {_fmt(pg, 1):>6}"
+        )
+    ret = metrics["retrieval"]
+    for direction in ("text_to_pair", "pair_to_text"):
+        r = ret.get(direction)
+        if r:
+            lines.append(
+                f"retrieval {direction}: R@1 {r['R@1']:.1f}  R@5 {r['R@5']:.1f}  R@10 {r['R@10']:.1f}  "
+                f"MedR {r['MedianR']:.1f}  MeanR {r['MeanR']:.1f}"
+            )
+    ceiling = metrics.get("retrieval_ceiling")
+    if ceiling:
+        lines.append(
+            f"retrieval ceiling text_to_pair (best possible model, these captions): R@1 {ceiling['R@1']:.1f}  "
+            f"R@5 {ceiling['R@5']:.1f}  R@10 {ceiling['R@10']:.1f}"
+        )
+    direction = metrics.get("direction_accuracy")
+    if direction:
+        lines.append(
+            "direction (pair prefers its add/drop caption to the reversed one; chance 50): "
+            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in direction.items())
+        )
+    detection = metrics.get("detection_accuracy")
+    if detection:
+        lines.append(
+            "detection (change caption prefers its pair to the scene unchanged; chance 50): "
+            + "  ".join(f"{k} {v['accuracy']:.1f}" for k, v in detection.items())
+        )
+    point = metrics.get("pointing_game_detail")
+    if point and point.get("readouts"):
+        lines.append(
+            f"pointing game: decoder attention {point['overall']:.1f} (after image alone "
+            f"{point['after_image_only']['overall']:.1f})  encoder difference map "
+            f"{point['readouts']['difference']['overall']:.1f}  pixel difference {point['readouts']['pixels']['overall']:.1f}"
+            f"  chance {point['chance']:.1f}"
+        )
+    base = metrics.get("baseline")
+    if base:
+        lines.append(
+            f"baseline {base['sentence']!r}: CIDEr {_fmt(base['CIDEr'])}  BLEU_4 {_fmt(base['BLEU_4'])}  "
+            f"METEOR {_fmt(base['METEOR'])}  ROUGE_L {_fmt(base['ROUGE_L'])}  type% "
+            f"{_fmt(base.get('type_accuracy'), 1)}"
+        )
+    else:
+        lines.append(f"baseline: {metrics.get('baseline_status')}")
+    lines.append(f"SPICE: {_fmt(metrics['SPICE'])} ({metrics['SPICE_status']})")
+    if metrics["type_accuracy"] is None:
+        lines.append(f"type accuracy: {metrics['type_accuracy_status']}")
+    if metrics["pointing_game"] is None:
+        lines.append(f"pointing game: {metrics['pointing_game_status']}")
+    return "\n".join(lines)

@@ -21,7 +21,7 @@ class token, patches row-major):
 * **Pointing game.** The "change map" of a caption is the mean over its words of the after-image map
   (layer mean): it needs no guess of which word names the change and is stable when the caption is long.
   A hit is when the peak cell of that map, mapped to the original image by its centre, falls inside the
-  changed object's box (:func:`clip4idc.metrics.pointing_hit`). For ``drop`` changes the object is gone from the after image, so
+  changed object's box (:func:`clip4idc.explanation.pointing.pointing_hit`). For ``drop`` changes the object is gone from the after image, so
   its box from the before image is used (same camera up to a small jitter).
 * **Gradient maps** (:func:`gradient_maps`), a check on the attention: input × gradient (Shrikumar et al.,
   2016; Simonyan et al., 2014) of the caption's log-probability at each patch embedding, positive part, per

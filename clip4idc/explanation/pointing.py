@@ -32,7 +32,7 @@ Box = Sequence[float]
 def after_peak_hit(after_map: np.ndarray, boxes: Iterable[Box], image_size: tuple[int, int]) -> bool:
     """Does the peak cell of ``after_map`` (g, g), mapped to ``image_size`` = (width, height) by its centre,
     fall inside one of ``boxes`` (pixel ``[x0, y0, x1, y1]``)? The toolkit-wide rule of
-    :func:`clip4idc.metrics.pointing_hit`, so every pointing-game number is computed the same way."""
+    :func:`clip4idc.explanation.pointing.pointing_hit`, so every pointing-game number is computed the same way."""
     return pointing_hit(np.asarray(after_map), [list(map(float, b)) for b in boxes], tuple(image_size))
 
 
@@ -98,7 +98,7 @@ def pointing_game(
     ``"difference"`` plays :func:`difference_maps` at vision block ``block`` and ``"pixels"``
     :func:`pixel_difference_maps`, one map for both images (no captions are written for these two);
     no-change scenes are skipped. Returns ``{"overall": %, "per_type": {type: %}, "counts": {type: n}, "n":
-    n, "chance": %}`` (``chance``: :func:`clip4idc.analysis.pointing_chance` of a peak cell drawn from
+    n, "chance": %}`` (``chance``: :func:`clip4idc.explanation.pointing.pointing_chance` of a peak cell drawn from
     either image, over the played pairs); ``method="attention"`` adds ``"after_image_only"``
     (``{"overall", "per_type"}`` of the after image's map alone, :func:`after_peak_hit` with
     :func:`pointing_boxes`: the game as it was played before it looked at both images). ``readouts`` names further
@@ -225,7 +225,7 @@ def pointing_chance(
 ) -> float:
     """Chance level of the pointing game (%): the hit rate of a peak cell drawn uniformly from a
     ``grid × grid`` map, averaged over pairs (``boxes[i]`` = pair ``i``'s pixel boxes). Each cell is judged
-    by :func:`clip4idc.metrics.pointing_hit`, the rule every pointing-game number uses."""
+    by :func:`clip4idc.explanation.pointing.pointing_hit`, the rule every pointing-game number uses."""
 
     if not boxes:
         raise ValueError("pointing_chance needs at least one pair")

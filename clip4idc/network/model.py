@@ -69,19 +69,6 @@ def caption_loss(logits: torch.Tensor, output_ids: torch.Tensor) -> torch.Tensor
     )
 
 
-def caption_contrast_loss(own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """Mean of ``-log σ(own - other)``: each caption's log-likelihood (B,) under its own pair against
-    under the other pair of its scene (the change pair and the same scene unchanged).
-
-    Why: teacher forcing alone lets the decoder lean on the language prior; "the cube has moved" is
-    as cheap to predict from an unchanged scene as from the moved one when the decoder ignores the images.
-    Asking which of the two pairs a caption came from (the two-way posterior p(pair | caption) with
-    equal priors) is only answered by reading the change. Not part of CLIP4IDC; in the spirit of Dai & Lin's
-    contrastive learning for captioning (NeurIPS 2017), with the scene's own unchanged pair as negative.
-    """
-    return F.softplus(other.float() - own.float()).mean()
-
-
 class CLIP4IDC(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -153,7 +140,7 @@ class CLIP4IDC(nn.Module):
         return_cross_attention: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """:meth:`caption_loss` given the pair encoder's tokens (B, 2N, E); with ``return_cross_attention``
-        also the decoder's cross-attention per layer (B, H, L, 2N), for :mod:`clip4idc.guidance`."""
+        also the decoder's cross-attention per layer (B, H, L, 2N), for :mod:`clip4idc.training.guidance`."""
         states, crosses = self._require_decoder().hidden_states(hidden, input_ids, decoder_mask)
         keep = output_ids != 0
         logits = self._require_decoder().classifier(states[keep])

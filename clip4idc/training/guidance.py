@@ -28,7 +28,7 @@ import torch
 
 def pixel_change_map(before: torch.Tensor, after: torch.Tensor, patch: int) -> torch.Tensor:
     """(B, g, g) mean absolute difference of preprocessed pixels (B, 3, R, R) in each ``patch`` × ``patch``
-    cell. Also the pointing game's no-model baseline (:func:`clip4idc.attention.pixel_difference_maps`)."""
+    cell. Also the pointing game's no-model baseline (:func:`clip4idc.explanation.maps.pixel_difference_maps`)."""
     diff = (after.float() - before.float()).abs().mean(dim=1)  # (B, R, R)
     cells = diff.unfold(1, patch, patch).unfold(2, patch, patch)
     return cells.mean(dim=(-1, -2))

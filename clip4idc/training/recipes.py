@@ -3,14 +3,14 @@
 Why: the notebooks (and anyone trying the toolkit on a laptop) need the same three things - data, a
 retrieval-adapted checkpoint, a captioning checkpoint - without the bundled demo model or a GPU, in
 seconds (``CLIP4IDC_QUICK=1``, for CI) or minutes (default). This module only *composes* the library:
-:func:`clip4idc.data.synthetic.generate` makes the data, :func:`clip4idc.train.train` trains; nothing here
+:func:`clip4idc.data.synthetic.generate` makes the data, :func:`clip4idc.training.train.train` trains; nothing here
 re-implements a model, a loss or a metric.
 
 * :func:`lesson_plan` - every size in one place (pairs, image size, model, epochs, seeds), quick or full.
 * :func:`work_dir` - where runs go (``$CLIP4IDC_WORK`` or a default), one sub-folder per plan so quick and
   full runs never mix.
 * :func:`synthetic_dataset` - generate once, reuse while the same dataset is on disk.
-* :func:`train_config` / :func:`train_epochs` / :func:`ensure_trained` - a :class:`~clip4idc.train.TrainConfig`
+* :func:`train_config` / :func:`train_epochs` / :func:`ensure_trained` - a :class:`~clip4idc.training.config.TrainConfig`
   for the plan; training one epoch at a time (for live plots; resume is bit-exact); or reuse a finished run.
 * :func:`adapted_checkpoint`, :func:`finetuned_checkpoint`, :func:`lesson_model` - the checkpoints the
   notebooks build on each other: notebook 2's adaptation, notebook 3's finetuning, and "the demo model when
@@ -69,7 +69,7 @@ class LessonPlan:
 
     ``start`` is where stage 1 begins: ``None`` (random weights) or ``"demo"``, the bundled demo model's
     CLIP without its decoder - offline, the stand-in for the pretrained OpenAI CLIP that real runs start
-    from. ``coef_lr`` / ``coef_lr_shared`` scale CLIP's learning rate as in :class:`~clip4idc.train.TrainConfig`.
+    from. ``coef_lr`` / ``coef_lr_shared`` scale CLIP's learning rate as in :class:`~clip4idc.training.config.TrainConfig`.
     """
 
     quick: bool
@@ -91,7 +91,7 @@ class LessonPlan:
     start: str | None = None
     coef_lr: float = 1.0
     coef_lr_shared: float | None = None
-    freeze_vision: bool = False  # stage 2 (see configs/demo_finetune.json for why the demo recipe does)
+    freeze_vision: bool = False  # stage 2 (see projects/demo_model/journal.md for why the demo recipe does)
     center_visual: int = 0
 
     @property
@@ -205,7 +205,7 @@ def plan_dataset(plan: LessonPlan, work: Path) -> Path:
 
 
 def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path, **overrides: Any):
-    """A :class:`~clip4idc.train.TrainConfig` with the plan's sizes (every option can be overridden).
+    """A :class:`~clip4idc.training.config.TrainConfig` with the plan's sizes (every option can be overridden).
 
     Random-init tiny models train every part at the full learning rate (``coef_lr=1``); no loader workers
     (the images are small and cached as uint8 under ``data/.cache``); no progress bars.
@@ -219,7 +219,7 @@ def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path
         data=str(data),
         out=str(out),
         model=plan.model,
-        model_overrides=dict(plan.model_overrides),
+        model_overrides={**plan.model_overrides, "max_words": plan.max_words},
         epochs=plan.adapt_epochs if stage == "adapt" else plan.finetune_epochs,
         batch_size=plan.batch_size,
         batch_size_val=64,
@@ -227,7 +227,6 @@ def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path
         coef_lr=plan.coef_lr,
         coef_lr_shared=plan.coef_lr_shared,
         warmup_proportion=0.1,
-        max_words=plan.max_words,
         seed=0,
         workers=0,
         threads=plan.threads,
@@ -262,7 +261,7 @@ def _model_dir(cfg) -> Path:
 
 def train_epochs(cfg, fresh: bool = True, quiet: bool = True) -> Iterator[dict[str, Any]]:
     """Train ``cfg`` one epoch at a time and yield each epoch's record (``epoch``, ``train_loss``, ``val``
-    ...) as soon as it is written - for a live loss plot. Each epoch is :func:`clip4idc.train.train` with
+    ...) as soon as it is written - for a live loss plot. Each epoch is :func:`clip4idc.training.train.train` with
     ``stop_after`` = that epoch and ``resume`` after the first, which is bit-exact with one straight run.
 
     ``fresh`` deletes an existing ``cfg.out`` first; ``quiet`` keeps the per-epoch log lines off stderr.
@@ -327,7 +326,7 @@ def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
 
 
 def adapt_config(plan: LessonPlan, work: Path, **overrides: Any):
-    """Notebook 2's stage-1 :class:`~clip4idc.train.TrainConfig`: the plan's data, ``work/adapt``, starting
+    """Notebook 2's stage-1 :class:`~clip4idc.training.config.TrainConfig`: the plan's data, ``work/adapt``, starting
     from :func:`start_checkpoint`."""
     start = start_checkpoint(plan, work)
     overrides.setdefault("init", str(start) if start else None)
@@ -340,7 +339,7 @@ def adapted_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
 
 
 def finetune_config(plan: LessonPlan, work: Path, **overrides: Any):
-    """Notebook 3's stage-2 :class:`~clip4idc.train.TrainConfig`: ``work/finetune``, from
+    """Notebook 3's stage-2 :class:`~clip4idc.training.config.TrainConfig`: ``work/finetune``, from
     :func:`adapted_checkpoint` (trained now if missing)."""
     overrides.setdefault("init", str(adapted_checkpoint(plan, work)))
     return train_config(plan, "finetune", plan_dataset(plan, work), work / "finetune", **overrides)

@@ -11,7 +11,6 @@ Run folder: ``config.json``, ``checkpoint.pt`` (everything needed to resume bit-
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -19,7 +18,7 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,169 +29,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import Clip4idcError, fail
-from ..io import read_json
-from ..network.config import ModelConfig, get_config
-from ..network.model import CLIP4IDC, caption_contrast_loss, contrastive_loss, sequence_sums
+from ..network.model import CLIP4IDC, contrastive_loss
 from ..precision import autocast, resolve_precision
 from ..weights.formats import load_into, read_state_dict, save_pretrained
+from .config import TrainConfig, model_config
 from .guidance import change_target, guidance_loss
 from .optim import build_optimizer
-
-STAGES = ("adapt", "finetune")
-
-
-# ----------------------------------------------------------------------------------------------------
-# configuration
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; saved as ``config.json`` in the run folder."""
-
-    stage: str = "adapt"
-    dataset: str = "clevr"  # clevr | spot | ier
-    data: str = ""  # dataset root folder
-    out: str = "runs/run"
-    model: str = "ViT-B-32"  # named model config or a JSON file
-    model_overrides: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None  # OpenAI CLIP file, adaptation checkpoint (ours or original), or ours
-    epochs: int = 12
-    batch_size: int = 128  # global batch (all ranks, all accumulation steps)
-    batch_size_val: int = 128
-    grad_accum: int = 1
-    lr: float = 1e-4
-    coef_lr: float = 1e-3  # CLIP's parameters train at lr * coef_lr
-    coef_lr_shared: float | None = (
-        None  # CLIP's word/position embeddings (shared with the decoder); None: coef_lr
-    )
-    warmup_proportion: float = 0.1
-    weight_decay: float | None = None  # None: the original's (0.2 adapt, 0.01 finetune)
-    max_grad_norm: float = 1.0
-    max_words: int = 32
-    seed: int = 2021
-    precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
-    device: str = "auto"
-    workers: int = 2
-    cache_dir: str | None = None  # cache resized images (uint8) here after the first epoch
-    cache_in_memory: bool = False  # also keep them in RAM (3·R² bytes per image; best with workers=0)
-    threads: int | None = None
-    compile: bool = False  # torch.compile the training step: same maths, fused kernels; first steps slower
-    max_train_pairs: int | None = None  # subsample for quick runs
-    max_val_pairs: int | None = None
-    val_every: int = 1  # 0: no validation (then no best/ either)
-    stop_after: int | None = None  # stop after this many epochs (the schedule still spans `epochs`)
-    val_beam_size: int = 1
-    select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
-    freeze_vision: bool = False  # finetune only the decoder (+ shared word embeddings): a cheap CPU recipe
-    center_visual: int = (
-        0  # finetune: centre the pair encoder's output tokens on this many training pairs first
-    )
-    reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
-    type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
-    attribute_negatives: int = 0  # adapt: k captions of the same change, one attribute word swapped
-    unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
-    no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
-    attention_guidance: float = 0.0  # finetune: weight of clip4idc.guidance's loss (not in CLIP4IDC; 0 = off)
-    caption_contrast: float = 0.0  # finetune, CLEVR-Change: weight of model.caption_contrast_loss (0 = off)
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}")
-        if self.weight_decay is None:
-            self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
-        rewrites = self.reverse_twins or self.type_negatives or self.attribute_negatives
-        if (rewrites or self.unchanged_negatives) and self.stage != "adapt":
-            raise ValueError(
-                "reverse_twins, type_negatives, attribute_negatives and unchanged_negatives are for stage "
-                "adapt (the contrastive loss's negatives)"
-            )
-        if self.no_change_weight < 0:
-            raise ValueError("no_change_weight must be at least 0")
-        if self.no_change_weight != 1.0 and self.stage != "finetune":
-            raise ValueError(
-                "no_change_weight weighs the caption loss's no-change term: it is for stage finetune"
-            )
-        if self.attention_guidance < 0:
-            raise ValueError("attention_guidance must be at least 0")
-        if self.attention_guidance and self.stage != "finetune":
-            raise ValueError(
-                "attention_guidance guides the caption decoder's attention: it is for stage finetune"
-            )
-        if self.caption_contrast < 0:
-            raise ValueError("caption_contrast must be at least 0")
-        if self.caption_contrast and self.stage != "finetune":
-            raise ValueError("caption_contrast compares caption likelihoods: it is for stage finetune")
-        if self.caption_contrast and self.dataset != "clevr":
-            raise ValueError(
-                "caption_contrast needs each scene's no-change pair: CLEVR-Change (dataset clevr) only"
-            )
-        if not 0 <= self.type_negatives <= 4:
-            raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
-        if not 0 <= self.attribute_negatives <= 4:
-            raise ValueError("attribute_negatives must be 0-4 (a description names at most 4 attributes)")
-        if self.select_metric is None:
-            self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
-
-    @classmethod
-    def from_file(
-        cls, path: str | Path | None, overrides: list[str], stage: str | None = None
-    ) -> TrainConfig:
-        data: dict[str, Any] = {}
-        if path:
-            path = Path(path)
-            data = read_json(path)
-            if not isinstance(data, dict):
-                raise fail(path, "a training config must be a JSON object")
-        data = {k: v for k, v in data.items() if not k.startswith("_")}  # "_comment" keys
-        if stage:
-            data["stage"] = stage
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
-        for item in overrides:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise Clip4idcError(f"override {item!r} is not key=value")
-            if key.startswith("model."):
-                data.setdefault("model_overrides", {})[key[6:]] = json.loads(value)
-                continue
-            if key not in types:
-                raise Clip4idcError(f"unknown training option {key!r}; known: {', '.join(sorted(types))}")
-            data[key] = _parse_value(value, str(types[key]))
-        unknown = set(data) - set(types)
-        if unknown:
-            raise fail(path, f"unknown training options: {', '.join(sorted(unknown))}")
-        try:
-            return cls(**data)
-        except (TypeError, ValueError) as err:
-            raise fail(path or "config", str(err)) from None
-
-
-def _parse_value(value: str, type_name: str) -> Any:
-    if value.lower() in ("none", "null"):
-        return None
-    if type_name.startswith("int"):
-        return int(value)
-    if type_name.startswith("float"):
-        return float(value)
-    if type_name.startswith("bool"):
-        return value.lower() in ("1", "true", "yes")
-    if type_name.startswith("dict"):
-        return json.loads(value)
-    return value
-
-
-def model_config(cfg: TrainConfig, init_has_decoder: bool = False) -> ModelConfig:
-    """The architecture; stage one has no decoder (as the original's retrieval model) unless the init
-    checkpoint brings a trained one, which adaptation then carries through unchanged."""
-    overrides = dict(cfg.model_overrides)
-    overrides.setdefault("max_words", cfg.max_words)
-    if cfg.stage == "adapt" and not init_has_decoder:
-        overrides["decoder_layers"] = 0
-    if cfg.model.endswith(".json"):
-        base = ModelConfig.load(cfg.model)
-        return ModelConfig.from_dict({**base.to_dict(), **overrides}, strict=True)
-    return get_config(cfg.model, **overrides)
-
 
 # ----------------------------------------------------------------------------------------------------
 # distributed helpers
@@ -296,10 +138,8 @@ class StageLoss(nn.Module):
     (1 = the original). Why: every scene gives one change and one no-change pair, and a move or a material
     change the decoder is unsure of costs less called "no change" than named wrong; a weight below 1 makes
     the decoder less quick to say nothing changed. ``attention_guidance`` adds that weight times
-    :func:`clip4idc.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
-    differences are camera jitter); each rank averages over its own pairs. ``caption_contrast`` adds that
-    weight times :func:`~clip4idc.model.caption_contrast_loss` for both captions of each scene (the change
-    caption against the unchanged pair, the no-change caption against the change pair), averaged.
+    :func:`clip4idc.training.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
+    differences are camera jitter); each rank averages over its own pairs.
     """
 
     def __init__(
@@ -310,12 +150,10 @@ class StageLoss(nn.Module):
         freeze_vision: bool = False,
         no_change_weight: float = 1.0,
         attention_guidance: float = 0.0,
-        caption_contrast: float = 0.0,
     ) -> None:
         super().__init__()
         self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
         self.no_change_weight, self.attention_guidance = no_change_weight, attention_guidance
-        self.caption_contrast = caption_contrast
         if freeze_vision:
             model.clip.visual.requires_grad_(False)
 
@@ -326,7 +164,7 @@ class StageLoss(nn.Module):
             text, _ = m.encode_text(batch["text_ids"])
             pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
             negatives = None
-            if "neg_text_ids" in batch:  # type/attribute_negatives: each pair's own false captions
+            if "neg_text_ids" in batch:  # type_negatives: each pair's own false captions
                 b, k = pair.shape[0], batch["neg_text_ids"].shape[1]
                 neg, _ = m.encode_text(batch["neg_text_ids"].flatten(0, 1))
                 neg = gather_with_grad(neg.float(), self.d)  # (b·k, E), pair i's k negatives together
@@ -341,7 +179,7 @@ class StageLoss(nn.Module):
             return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
         bef, out = batch["before"], batch["output_ids"]
         hidden = self._encode(bef, batch["after"])
-        loss, own = self._caption_term(
+        loss = self._caption_term(
             hidden,
             bef,
             batch["after"],
@@ -351,30 +189,18 @@ class StageLoss(nn.Module):
             self.attention_guidance,
         )
         if "distractor" not in batch:
-            if self.caption_contrast:
-                raise ValueError(
-                    "caption_contrast needs each scene's no-change pair (CLEVR-Change's distractor images)"
-                )
             return loss
         still = self._encode(bef, batch["distractor"])
         nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
-        nc_loss, nc_own = self._caption_term(still, bef, batch["distractor"], *nc)
-        loss = loss + self.no_change_weight * nc_loss
-        if self.caption_contrast:  # each caption against the scene's other pair
-            change_other = m.caption_log_likelihood(still, batch["input_ids"], out, batch["decoder_mask"])
-            nc_other = m.caption_log_likelihood(hidden, *nc)
-            contrast = caption_contrast_loss(own, change_other) + caption_contrast_loss(nc_own, nc_other)
-            loss = loss + self.caption_contrast * contrast / 2
-        return loss
+        nc_loss = self._caption_term(still, bef, batch["distractor"], *nc)
+        return loss + self.no_change_weight * nc_loss
 
     def _encode(self, bef: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
             return self.model.encode_pair(bef, aft).hidden
 
-    def _caption_term(
-        self, hidden, bef, aft, inp, out, mask, guidance: float = 0.0
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The caption loss (token mean over the global batch) and each caption's log-likelihood (B,)."""
+    def _caption_term(self, hidden, bef, aft, inp, out, mask, guidance: float = 0.0) -> torch.Tensor:
+        """The caption loss (token mean over the global batch), plus ``guidance`` times the guidance loss."""
         token_loss, crosses = self.model.caption_loss_from_hidden(
             hidden, inp, out, mask, reduction="none", return_cross_attention=True
         )
@@ -388,14 +214,14 @@ class StageLoss(nn.Module):
             cfg = self.model.config
             target, valid = change_target(bef, aft, cfg.patch)
             loss = loss + guidance * guidance_loss(crosses, out, target, valid, cfg.grid)
-        return loss, sequence_sums(-token_loss, out != 0)
+        return loss
 
 
 # ----------------------------------------------------------------------------------------------------
 # data
 
 
-def make_datasets(cfg: TrainConfig, resolution: int):
+def make_datasets(cfg: TrainConfig, resolution: int, max_words: int):
     from ..data import AdaptationDataset, CaptionDataset, first_scenes, load_pairs
 
     kind = AdaptationDataset if cfg.stage == "adapt" else CaptionDataset
@@ -407,7 +233,7 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         val_pairs = first_scenes(val_pairs, cfg.max_val_pairs)
     common = dict(
         resolution=resolution,
-        max_words=cfg.max_words,
+        max_words=max_words,
         seed=cfg.seed,
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
@@ -416,7 +242,6 @@ def make_datasets(cfg: TrainConfig, resolution: int):
         {
             "reverse_twins": cfg.reverse_twins,
             "type_negatives": cfg.type_negatives,
-            "attribute_negatives": cfg.attribute_negatives,
             "unchanged_negatives": cfg.unchanged_negatives,
         }
         if cfg.stage == "adapt"
@@ -427,7 +252,7 @@ def make_datasets(cfg: TrainConfig, resolution: int):
 
 def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.device, verbose: bool) -> None:
     """Before stage 2 from a CLIP trained from scratch: centre the pair encoder's output tokens on the first
-    ``pairs`` training pairs (see :meth:`clip4idc.clip.PairVisionTransformer.center_tokens_`). Every rank
+    ``pairs`` training pairs (see :meth:`clip4idc.network.clip.PairVisionTransformer.center_tokens_`). Every rank
     uses the same pairs, so the models stay identical."""
     n = min(pairs, len(train_set))
     items = [train_set[i] for i in range(n)]
@@ -449,7 +274,7 @@ def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.d
 def validate(
     model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
 ) -> dict[str, Any]:
-    from ..evaluation import metrics
+    from ..evaluation import metrics, retrieval
     from ..network import inference
 
     if cfg.stage == "adapt":
@@ -458,13 +283,13 @@ def validate(
             model,
             val_set,
             [p.captions for p in pairs],
-            cfg.max_words,
+            model.config.max_words,
             cfg.batch_size_val,
             device,
             precision,
             cfg.workers,
         )
-        ret = metrics.retrieval_metrics(sim, text_to_pair)
+        ret = retrieval.retrieval_metrics(sim, text_to_pair)
         flat = {f"{d}/{k}": v for d, vals in ret.items() for k, v in vals.items()}
         flat["R@1"] = ret["text_to_pair"]["R@1"]
         return flat
@@ -475,7 +300,7 @@ def validate(
         device,
         precision,
         cfg.val_beam_size,
-        cfg.max_words,
+        model.config.max_words,
         workers=cfg.workers,
     )
     preds = {p.pair_id: c for p, c in zip(val_set.pairs, captions)}
@@ -530,7 +355,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(cfg: TrainConfig) -> CLIP4IDC:
+def init_model(cfg: TrainConfig) -> CLIP4IDC:
     """Model for the stage, initialised from ``cfg.init`` when given (fresh parts keep their init)."""
     raw = read_state_dict(cfg.init) if cfg.init else None
     has_decoder = raw is not None and any(k.startswith("decoder.") for k in raw)
@@ -568,8 +393,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    model = build_model(cfg).to(device)
-    train_set, val_set = make_datasets(cfg, model.config.resolution)
+    model = init_model(cfg).to(device)
+    train_set, val_set = make_datasets(cfg, model.config.resolution, model.config.max_words)
     groups = train_set.batch_groups() if hasattr(train_set, "batch_groups") else None
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed, groups=groups)
     loader = DataLoader(
@@ -602,7 +427,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.freeze_vision and cfg.stage == "finetune",
         cfg.no_change_weight,
         cfg.attention_guidance,
-        cfg.caption_contrast,
     )
     if cfg.compile:  # the model's own modules stay uncompiled, so checkpoints keep their keys
         step_fn = torch.compile(step_fn)  # type: ignore[assignment]
@@ -723,26 +547,3 @@ def plot_history(history: list[dict[str, Any]], path: Path, metric: str) -> None
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=90)
     os.replace(tmp, path)
-
-
-# ----------------------------------------------------------------------------------------------------
-# CLI
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg = TrainConfig.from_file(args.config, args.overrides, args.stage)
-    if args.out:
-        cfg.out = args.out
-    result = train(cfg, resume=args.resume)
-    print(json.dumps({"best": result["best"], "out": cfg.out}))
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a stage: adapt (retrieval) or finetune (captioning)")
-    p.add_argument("--stage", choices=STAGES, default=None)
-    p.add_argument("--config", default=None, help="JSON training config (see configs/)")
-    p.add_argument("--out", default=None, help="run folder (overrides out= in the config)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 model.intra_layers=6")
-    p.set_defaults(func=run)
