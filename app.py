@@ -2,7 +2,7 @@
 
 import sys
 
-from clip4idc.app import main
+from clip4idc.app.web import main
 
 if __name__ == "__main__":
     sys.exit(main())

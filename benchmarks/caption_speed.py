@@ -19,7 +19,7 @@ import time
 import torch
 
 import clip4idc
-from clip4idc.decoding import ScreenedArgmax, greedy_decode, greedy_decode_reference
+from clip4idc.network.decoding import ScreenedArgmax, greedy_decode, greedy_decode_reference
 from clip4idc.precision import cast_for_inference, cpu_has_native_bf16
 
 

@@ -25,11 +25,11 @@ os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # lets deterministi
 import torch  # noqa: E402
 
 import clip4idc  # noqa: E402
-from clip4idc.checkpoint import read_state_dict  # noqa: E402
 from clip4idc.data.datasets import CaptionDataset  # noqa: E402
 from clip4idc.data.synthetic import generate  # noqa: E402
-from clip4idc.inference import generate_captions  # noqa: E402
-from clip4idc.train import train  # noqa: E402
+from clip4idc.network.inference import generate_captions  # noqa: E402
+from clip4idc.training.train import train  # noqa: E402
+from clip4idc.weights.formats import read_state_dict  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.test_train import run_cfg  # noqa: E402  (the CPU resume test's run, here on CUDA)

@@ -17,9 +17,9 @@ import time
 import torch
 
 import clip4idc
-from clip4idc.optim import build_optimizer
 from clip4idc.precision import autocast, cpu_has_native_bf16
-from clip4idc.train import Dist, StageLoss
+from clip4idc.training.optim import build_optimizer
+from clip4idc.training.train import Dist, StageLoss
 
 
 def batch_for(stage: str, cfg: clip4idc.ModelConfig, n: int, device: torch.device) -> dict[str, torch.Tensor]:

@@ -5,12 +5,12 @@
 >>> model.caption("before.png", "after.png")
 """
 
-from .checkpoint import load, save_pretrained
-from .config import ModelConfig, get_config, infer_config, list_configs
 from .errors import Clip4idcError
-from .model import CLIP4IDC, PairEncoding
+from .network.config import ModelConfig, get_config, infer_config, list_configs
+from .network.model import CLIP4IDC, PairEncoding
 from .preprocess import load_image, preprocess, preprocess_pairs
 from .tokenizer import Tokenizer, default_tokenizer
+from .weights import load, save_pretrained
 
 __version__ = "0.1.0"
 

@@ -96,7 +96,7 @@ def screenshot(out: Path, example: str = "move", checkpoint: str = "demo") -> di
     """Serve the app on a free local port, run one pair in the browser and save a full-page PNG."""
     from playwright.sync_api import sync_playwright
 
-    from clip4idc.app import EXAMPLES_DIR, serve
+    from clip4idc.app.web import EXAMPLES_DIR, serve
 
     demo, url = serve([checkpoint], port=free_port(), block=False, quiet=True)
     try:

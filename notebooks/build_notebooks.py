@@ -40,7 +40,7 @@ SETUP = code(
     from matplotlib.figure import Figure
 
     import clip4idc
-    from clip4idc import recipes
+    from clip4idc.training import recipes
 
     plan = recipes.lesson_plan()            # CLIP4IDC_QUICK=1 gives the small CI sizes
     work = recipes.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
@@ -199,7 +199,7 @@ NB01 = [
     ),
     code(
         """
-        from clip4idc.analysis import examples_per_type
+        from clip4idc.evaluation.results import examples_per_type
         from clip4idc.data.synthetic import plot_triples
 
         all_pairs = load_pairs(data, "clevr", "all")
@@ -545,7 +545,7 @@ NB02 = [
     ),
     code(
         """
-        from clip4idc.model import contrastive_loss
+        from clip4idc.network.model import contrastive_loss
 
         batch = [p for p in test_pairs if p.change_type != "no_change"][:8]
         bef, aft = clip4idc.preprocess_pairs([p.before for p in batch], [p.after for p in batch], cfg.resolution)
@@ -559,7 +559,7 @@ NB02 = [
         """
         ## 4. Adaptation on the synthetic set, with a live loss plot
 
-        `clip4idc.train.train(TrainConfig(stage="adapt", ...))` is the whole stage: it builds the model
+        `clip4idc.training.train.train(TrainConfig(stage="adapt", ...))` is the whole stage: it builds the model
         (no decoder yet), samples batches, steps the optimiser (BertAdam with warm-up, as the original),
         validates retrieval R@1 after every epoch and keeps the best epoch's model in `best/`.
         `recipes.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly),
@@ -611,15 +611,15 @@ NB02 = [
 
         The other end of the scale is not 100 %. A caption names the changed object only by what singles it
         out *in its own scene* ("the small object moved"), so it fits other pairs too. On a synthetic set,
-        `analysis.retrieval_ceiling` reads what each caption pins down and gives the R@K a perfect model
+        `probes.retrieval_ceiling` reads what each caption pins down and gives the R@K a perfect model
         would expect, one that sees every scene exactly.
         """
     ),
     code(
         """
-        from clip4idc import inference
-        from clip4idc.analysis import format_rows
-        from clip4idc.metrics import retrieval_metrics
+        from clip4idc.network import inference
+        from clip4idc.evaluation.results import format_rows
+        from clip4idc.evaluation.retrieval import retrieval_metrics
 
         adapted = clip4idc.load(work / "adapt" / "best")
         test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution, max_words=plan.max_words)
@@ -635,7 +635,7 @@ NB02 = [
         P = len(test_set)
         rows.append({"model": "chance", "t2p R@1": 100 / P, "t2p R@5": 500 / P, "t2p R@10": 1000 / P})
         if (data / "scenes.json").exists():  # our generator's sets say what every caption could fit
-            from clip4idc.analysis import retrieval_ceiling
+            from clip4idc.evaluation.probes import retrieval_ceiling
             from clip4idc.data.synthetic import load_scenes
 
             best = retrieval_ceiling(test_pairs, load_scenes(data))
@@ -681,15 +681,15 @@ NB02 = [
         """
         ## 7. What does a pair retrieve?
 
-        `analysis.top_captions` ranks every test caption for one pair. ✓ marks a caption written for this
+        `results.top_captions` ranks every test caption for one pair. ✓ marks a caption written for this
         very pair; the predicted change type of each retrieved caption (read from its words by
-        `clip4idc.change_type.classify_change`) shows whether the model at least got the *kind* of change.
+        `clip4idc.evaluation.change_types.classify_change`) shows whether the model at least got the *kind* of change.
         """
     ),
     code(
         """
-        from clip4idc.analysis import top_captions
-        from clip4idc.change_type import classify_change
+        from clip4idc.evaluation.results import top_captions
+        from clip4idc.evaluation.change_types import classify_change
 
         sim, text_to_pair = inference.retrieval_similarity(adapted, test_set, captions, plan.max_words)
         texts = [c for caps in captions for c in caps]
@@ -764,7 +764,7 @@ NB03 = [
     SETUP,
     code(
         """
-        from clip4idc.analysis import examples_per_type, format_rows
+        from clip4idc.evaluation.results import examples_per_type, format_rows
         from clip4idc.data import load_pairs
 
         data = recipes.plan_dataset(plan, work)
@@ -822,7 +822,7 @@ NB03 = [
     ),
     code(
         """
-        from clip4idc.decoder import causal_padding_mask
+        from clip4idc.network.decoder import causal_padding_mask
 
         bef, aft = clip4idc.preprocess_pairs([pair.before], [pair.after], mcfg.resolution)
         with torch.no_grad():
@@ -927,9 +927,9 @@ NB03 = [
     ),
     code(
         """
-        from clip4idc import inference
+        from clip4idc.network import inference
         from clip4idc.data import CaptionDataset
-        from clip4idc.metrics import score_captions
+        from clip4idc.evaluation.metrics import score_captions
 
         eval_set = CaptionDataset(test_pairs, train=False, resolution=mcfg.resolution, max_words=plan.max_words)
         references = {p.pair_id: p.captions for p in eval_set.pairs}
@@ -978,7 +978,7 @@ NB04 = [
         different things. In this notebook we
 
         1. score hand-made candidate captions for one pair to see what each metric rewards,
-        2. evaluate a model with `clip4idc.evaluate.evaluate` and read the per-change-type table and chart,
+        2. evaluate a model with `clip4idc.evaluation.evaluate.evaluate` and read the per-change-type table and chart,
         3. compare with the *mean-sentence baseline*,
         4. run a small ablation - finetuning **without** adaptation - over several seeds, and report mean ± std.
         """
@@ -987,9 +987,10 @@ NB04 = [
     SETUP,
     code(
         """
-        from clip4idc.analysis import format_rows, per_type_rows, score_candidates, seed_spread
+        from clip4idc.evaluation.results import format_rows, per_type_rows, score_candidates, seed_spread
         from clip4idc.data import load_pairs
-        from clip4idc.evaluate import evaluate, format_summary
+        from clip4idc.evaluation.evaluate import evaluate
+        from clip4idc.evaluation.results import format_summary
 
         data = recipes.plan_dataset(plan, work)
         test_pairs = load_pairs(data, "clevr", "test")
@@ -1067,7 +1068,7 @@ NB04 = [
         ### Per change type
 
         `type_accuracy` is the share of pairs whose caption *names* the right kind of change
-        (`clip4idc.change_type.classify_change` reads it from the words), independent of n-gram overlap.
+        (`clip4idc.evaluation.change_types.classify_change` reads it from the words), independent of n-gram overlap.
         Types differ a lot in difficulty: a colour change names two colours, a move must notice a shifted
         object, a drop must notice an absence.
         """
@@ -1130,7 +1131,7 @@ NB04 = [
         all on a 2-core CPU - the longest cell of the series (with `CLIP4IDC_QUICK=1`, about a minute). Two
         seeds per arm is the least that shows a spread; add seeds to `plan.seeds` when you have the time.
 
-        `analysis.seed_spread` gives mean and sample standard deviation per metric - the same summary as
+        `results.seed_spread` gives mean and sample standard deviation per metric - the same summary as
         `clip4idc report RUN1 RUN2 ...` prints from run folders.
         """
     ),
@@ -1209,9 +1210,10 @@ NB05 = [
     SETUP,
     code(
         """
-        from clip4idc import attention
-        from clip4idc.analysis import (TYPE_ORDER, attribute_accuracy, confusion_matrix, direction_accuracy,
-                                       format_rows, select_predictions, top_confusions)
+        from clip4idc import explanation as attention
+        from clip4idc.evaluation.probes import attribute_accuracy, direction_accuracy
+        from clip4idc.evaluation.change_types import CHANGE_LABELS
+        from clip4idc.evaluation.results import confusion_matrix, format_rows, select_predictions, top_confusions
         from clip4idc.data import load_pairs
         from clip4idc.data.synthetic import change_boxes, load_scenes
 
@@ -1335,7 +1337,7 @@ NB05 = [
     ),
     md(
         """
-        The bundled demo model's decoder was trained to look where the pixels changed (`clip4idc.guidance`,
+        The bundled demo model's decoder was trained to look where the pixels changed (`clip4idc.training.guidance`,
         an addition to CLIP4IDC); without that, its attention found the changed object about one time in
         ten. Where is the location of the change lost without it? The encoder can be asked directly.
         `attention.difference_maps` compares the before and the after image's tokens patch by patch (one
@@ -1373,14 +1375,14 @@ NB05 = [
 
         `evaluate(..., out=...)` writes `predictions.json`: for every test pair its caption, references,
         per-pair BLEU/METEOR/ROUGE-L/CIDEr, the true change type and the type the caption names.
-        `analysis.select_predictions` filters and sorts those records; the widget below is a thin layer over it.
+        `results.select_predictions` filters and sorts those records; the widget below is a thin layer over it.
         Pick a change type, an order, optionally only the captions that name the wrong type, and step through
         them. (The widget needs a live kernel; the cell after it shows one record without widgets.)
         """
     ),
     code(
         """
-        from clip4idc.evaluate import evaluate
+        from clip4idc.evaluation.evaluate import evaluate
 
         metrics = evaluate(model, data, split="test", out=work / "eval_attention", baseline=False, pointing=False)
         records = json.loads((work / "eval_attention" / "predictions.json").read_text())
@@ -1404,7 +1406,7 @@ NB05 = [
         """
         import ipywidgets as widgets
 
-        type_box = widgets.Dropdown(options=["all", *TYPE_ORDER], description="true type")
+        type_box = widgets.Dropdown(options=["all", *CHANGE_LABELS], description="true type")
         order_box = widgets.Dropdown(options=[("worst CIDEr first", False), ("best CIDEr first", True)], description="order")
         wrong_box = widgets.Checkbox(value=False, description="only wrong type")
         index = widgets.IntSlider(min=0, max=0, description="#", continuous_update=False)
@@ -1440,7 +1442,7 @@ NB05 = [
     ),
     code(
         """
-        worst = select_predictions(records, change_type=[t for t in TYPE_ORDER if t != "no_change"], limit=1)
+        worst = select_predictions(records, change_type=[t for t in CHANGE_LABELS if t != "no_change"], limit=1)
         if worst:
             text, fig = describe_prediction(worst[0][0])
             print(text)
@@ -1482,7 +1484,7 @@ NB05 = [
         ## 5. Which attributes of the changed object does the caption get right?
 
         A caption can name the right kind of change about the wrong object. On a synthetic set the scene file
-        knows the changed object, so `analysis.attribute_accuracy` checks each attribute the caption names
+        knows the changed object, so `probes.attribute_accuracy` checks each attribute the caption names
         (size, colour, material, shape) against it, and counts which values the model says. A value the
         model never varies - always the same shape, say - is one its encoder does not see, and the decoder
         fills in its prior. For the bundled demo model that is the case for shape: its stage 1, trained from
@@ -1505,7 +1507,7 @@ NB05 = [
         ## 6. Does the encoder know which image holds the object?
 
         "A red cube has been added" and "the red cube is missing" differ only in direction. The pair
-        embedding should prefer the true one; `analysis.direction_accuracy` counts how often it does on the
+        embedding should prefer the true one; `probes.direction_accuracy` counts how often it does on the
         add/drop pairs, against the same caption rewritten to the opposite change. 50 % is an encoder blind
         to direction. Stage 1 only learns what tells captions apart *within a batch*, and two such captions
         rarely meet in a random one: the bundled demo model scored 52 % until an adaptation stage
@@ -1525,7 +1527,7 @@ NB05 = [
         ## 7. Can the encoder tell a change from camera jitter?
 
         Every CLEVR-Change scene also has a *distractor*: the before scene again, with only the camera and
-        lights nudged. `analysis.detection_accuracy` asks, for each change pair, whether its caption is
+        lights nudged. `probes.detection_accuracy` asks, for each change pair, whether its caption is
         closer to the pair than to that unchanged scene (before image + distractor). 50 % is an encoder
         that cannot tell this change from jitter. Adds, drops and recolourings change the scene's global
         statistics (how many objects, which colours) and are easy; a move changes none of them. The bundled
@@ -1537,7 +1539,7 @@ NB05 = [
     ),
     code(
         """
-        from clip4idc.analysis import detection_accuracy
+        from clip4idc.evaluation.probes import detection_accuracy
 
         detection = detection_accuracy(model, test_pairs, max_words=plan.max_words)
         print(format_rows([{"change": k, "pairs": v["n"], "caption prefers its pair to the unchanged scene %": v["accuracy"]}

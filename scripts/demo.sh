@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-python -m clip4idc.commands.examples "$@"
+python -m clip4idc.cli.examples "$@"

@@ -1,4 +1,4 @@
-"""Error-analysis helpers (clip4idc.analysis) and the tutorial recipes (clip4idc.recipes)."""
+"""Error-analysis helpers (clip4idc.evaluation.results) and the tutorial recipes (clip4idc.recipes)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import math
 import pytest
 import torch
 
-from clip4idc import analysis, recipes
-from clip4idc.commands.score import summarise_runs
+from clip4idc.cli.score import summarise_runs
 from clip4idc.data import Pair
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation import probes, results
+from clip4idc.explanation import pointing
+from clip4idc.training import recipes
 
 
 def _pair(pid: str, typ: str) -> Pair:
@@ -21,22 +23,22 @@ def _pair(pid: str, typ: str) -> Pair:
 
 def test_examples_per_type_keeps_order_and_limit():
     pairs = [_pair("1", "move"), _pair("1_n", "no_change"), _pair("2", "color"), _pair("3", "move")]
-    out = analysis.examples_per_type(pairs, per_type=1)
+    out = results.examples_per_type(pairs, per_type=1)
     assert list(out) == ["color", "move", "no_change"]
     assert [p.pair_id for p in out["move"]] == ["1"]
-    assert [p.pair_id for p in analysis.examples_per_type(pairs, 2, types=("move",))["move"]] == ["1", "3"]
+    assert [p.pair_id for p in results.examples_per_type(pairs, 2, types=("move",))["move"]] == ["1", "3"]
 
 
 def test_top_captions_ranks_and_dedups():
     texts = ["a", "b", "a", "c"]
     sim = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.5, 0.0], [0.3, 1.0]])
-    top = analysis.top_captions(sim, texts, 0, k=3)
+    top = results.top_captions(sim, texts, 0, k=3)
     assert [(t, r) for t, _, r in top] == [("b", 1), ("a", 2), ("c", 3)]
     assert top[1][1] == pytest.approx(0.5)
     with pytest.raises(ValueError):
-        analysis.top_captions(sim, texts[:2], 0)
+        results.top_captions(sim, texts[:2], 0)
     with pytest.raises(IndexError):
-        analysis.top_captions(sim, texts, 2)
+        results.top_captions(sim, texts, 2)
 
 
 RECORDS = {
@@ -49,15 +51,15 @@ RECORDS = {
 
 def test_select_predictions_filters_and_sorts():
     ids = lambda rows: [pid for pid, _ in rows]  # noqa: E731
-    assert ids(analysis.select_predictions(RECORDS)) == ["2", "1", "3_n", "3"]  # null CIDEr last
-    assert ids(analysis.select_predictions(RECORDS, descending=True)) == ["3_n", "1", "2", "3"]
-    assert ids(analysis.select_predictions(RECORDS, change_type="color")) == ["2", "1"]
-    assert ids(analysis.select_predictions(RECORDS, change_type=["color", "move"], correct=False)) == [
+    assert ids(results.select_predictions(RECORDS)) == ["2", "1", "3_n", "3"]  # null CIDEr last
+    assert ids(results.select_predictions(RECORDS, descending=True)) == ["3_n", "1", "2", "3"]
+    assert ids(results.select_predictions(RECORDS, change_type="color")) == ["2", "1"]
+    assert ids(results.select_predictions(RECORDS, change_type=["color", "move"], correct=False)) == [
         "2",
         "3",
     ]
-    assert ids(analysis.select_predictions(RECORDS, predicted_type="no_change", sort_by=None)) == ["3", "3_n"]
-    assert ids(analysis.select_predictions(RECORDS, limit=1)) == ["2"]
+    assert ids(results.select_predictions(RECORDS, predicted_type="no_change", sort_by=None)) == ["3", "3_n"]
+    assert ids(results.select_predictions(RECORDS, limit=1)) == ["2"]
 
 
 def test_confusion_matrix_and_top_confusions():
@@ -66,11 +68,11 @@ def test_confusion_matrix_and_top_confusions():
         "color": {"color": 2, "unknown": 1},
         "no_change": {"no_change": 4},
     }
-    rows, cols, counts = analysis.confusion_matrix(conf)
+    rows, cols, counts = results.confusion_matrix(conf)
     assert rows == ["color", "move", "no_change"]
     assert cols == ["color", "move", "no_change", "unknown"]
     assert counts == [[2, 0, 0, 1], [0, 1, 3, 0], [0, 0, 4, 0]]
-    assert analysis.top_confusions(conf) == [("move", "no_change", 3), ("color", "unknown", 1)]
+    assert results.top_confusions(conf) == [("move", "no_change", 3), ("color", "unknown", 1)]
 
 
 def _metrics() -> dict:
@@ -89,18 +91,18 @@ def _metrics() -> dict:
 
 
 def test_per_type_rows_and_format():
-    rows = analysis.per_type_rows(_metrics(), keys=("CIDEr", "type_accuracy", "R@1"))
+    rows = results.per_type_rows(_metrics(), keys=("CIDEr", "type_accuracy", "R@1"))
     assert [r["subset"] for r in rows] == ["total", "change", "color", "no_change"]
     assert rows[0] == {"subset": "total", "n": 4, "CIDEr": 1.0, "type_accuracy": 50.0, "R@1": None}
     assert rows[1]["type_accuracy"] == 25.0 and rows[1]["R@1"] == 10.0 and rows[1]["n"] == 2
     assert rows[3]["R@1"] is None
-    text = analysis.format_rows(rows, ["subset", "n", "CIDEr", "R@1"], digits=2)
+    text = results.format_rows(rows, ["subset", "n", "CIDEr", "R@1"], digits=2)
     lines = text.splitlines()
     assert lines[0].split() == ["subset", "n", "CIDEr", "R@1"]
     assert lines[2].split() == ["total", "4", "1.00", "-"]
-    assert analysis.format_rows([]) == "(no rows)"
+    assert results.format_rows([]) == "(no rows)"
     with pytest.raises(Clip4idcError):
-        analysis.per_type_rows({"per_type": None})
+        results.per_type_rows({"per_type": None})
 
 
 def test_seed_spread_equals_report_summary():
@@ -108,23 +110,23 @@ def test_seed_spread_equals_report_summary():
         {"CIDEr": 1.0, "per_type": {"color": {"CIDEr": 2.0}}},
         {"CIDEr": 3.0, "per_type": {"color": {"CIDEr": 4.0}}},
     ]
-    spread = analysis.seed_spread(runs, ["CIDEr", "per_type/color/CIDEr"])
+    spread = results.seed_spread(runs, ["CIDEr", "per_type/color/CIDEr"])
     assert list(spread) == ["CIDEr", "per_type/color/CIDEr"]
     assert spread["CIDEr"]["mean"] == 2.0 and spread["CIDEr"]["values"] == [1.0, 3.0]
     assert spread["CIDEr"]["std"] == pytest.approx(math.sqrt(2))
     reference = summarise_runs([{"CIDEr": 1.0}, {"CIDEr": 3.0}])["CIDEr"]
     assert {k: spread["CIDEr"][k] for k in reference} == reference
-    assert "per_type/color/CIDEr" in analysis.seed_spread(runs)
+    assert "per_type/color/CIDEr" in results.seed_spread(runs)
 
 
 def test_pointing_chance():
     # a 2x2 grid on a 100x100 image: cell centres at 25 and 75; the left half holds two of four
-    assert analysis.pointing_chance([[[0, 0, 50, 100]]], (100, 100), 2) == pytest.approx(50.0)
-    assert analysis.pointing_chance([[[0, 0, 50, 100]], [[0, 0, 100, 100]]], (100, 100), 2) == pytest.approx(
+    assert pointing.pointing_chance([[[0, 0, 50, 100]]], (100, 100), 2) == pytest.approx(50.0)
+    assert pointing.pointing_chance([[[0, 0, 50, 100]], [[0, 0, 100, 100]]], (100, 100), 2) == pytest.approx(
         75.0
     )
     with pytest.raises(ValueError):
-        analysis.pointing_chance([], (100, 100), 2)
+        pointing.pointing_chance([], (100, 100), 2)
 
 
 def test_score_candidates_rewards_the_right_caption():
@@ -133,14 +135,14 @@ def test_score_candidates_rewards_the_right_caption():
         "b": ["there is no change", "nothing has changed"],
         "c": ["a blue sphere appeared", "someone added a blue ball"],
     }
-    scores = analysis.score_candidates(
+    scores = results.score_candidates(
         "a", {"right": "the red cube was moved", "wrong": "there is no change"}, refs
     )
     assert set(scores) == {"right", "wrong"}
     for metric in ("BLEU_4", "METEOR", "ROUGE_L", "CIDEr"):
         assert scores["right"][metric] > scores["wrong"][metric], metric
     with pytest.raises(Clip4idcError):
-        analysis.score_candidates("zz", {"x": "y"}, refs)
+        results.score_candidates("zz", {"x": "y"}, refs)
 
 
 # ------------------------------------------------------------------------------------------- recipes
@@ -216,7 +218,7 @@ def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
 def test_demo_start_is_named_by_the_demo_weights(monkeypatch, tmp_path):
     """Lessons start from the demo's CLIP in a folder named by the demo weights' hash, so new bundled
     weights give a new start (and a new ``init`` for every run built on it) instead of a stale reuse."""
-    from clip4idc import checkpoint
+    from clip4idc.weights import registry as checkpoint
 
     plan = recipes.lesson_plan(True)
     assert plan.start == "demo"  # the demo weights ship with the package
@@ -252,12 +254,12 @@ def test_attribute_accuracy_reads_the_named_values():
         "0_n": {"caption": "the big red cylinder"},  # no-change pairs are skipped
         "1": {"caption": "a big matte cylinder appeared"},  # size, material right; shape wrong; no colour
     }
-    acc = analysis.attribute_accuracy(predictions, scenes)
+    acc = probes.attribute_accuracy(predictions, scenes)
     assert acc["size"] == {"named": 2, "said": {"small": 1, "large": 1}, "correct": 100.0}
     assert acc["material"]["correct"] == 100.0 and acc["material"]["said"] == {"metal": 1, "rubber": 1}
     assert acc["shape"] == {"named": 2, "said": {"cube": 1, "cylinder": 1}, "correct": 50.0}
     assert acc["color"] == {"named": 1, "said": {"blue": 1}, "correct": 100.0}
-    assert analysis.attribute_accuracy({}, scenes)["shape"]["correct"] is None
+    assert probes.attribute_accuracy({}, scenes)["shape"]["correct"] is None
 
 
 def _object(size: str, color: str, material: str, shape: str, x: float = 0.0) -> dict:
@@ -292,18 +294,18 @@ def test_retrieval_ceiling_ranks_pairs_by_how_likely_they_are_named_so():
         "2": ["the small object turned green"],  # the only colour change
         "3": ["the red cube moved"],  # fits 0, 1 and 3; most likely for 3 (0.5/8 vs 0.5/15)
     }
-    out = analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+    out = probes.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
     assert out["R@1"] == pytest.approx(100 * (0 + 0.5 + 1 + 1) / 4)
     assert out["R@5"] == out["R@10"] == 100.0
     assert out["per_type"] == {"move": pytest.approx(50.0), "color": 100.0}
     assert (out["num_pairs"], out["num_texts"], out["relational"]) == (4, 4, 0.0)
 
     captions["1"] = ["the small red rubber cube that was behind the large sphere moved"]  # counted as found
-    out = analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+    out = probes.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
     assert out["R@1"] == pytest.approx(100 * (0 + 1 + 1 + 1) / 4) and out["relational"] == 25.0
     for wrong in ("the large object moved", "nothing has changed", "the small object turned blue"):
         captions["1"] = [wrong]  # names another object, is not a change caption, or the wrong new colour
         with pytest.raises(ValueError, match="pair 1"):
-            analysis.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
+            probes.retrieval_ceiling(_ceiling_pairs(captions, types), scenes)
     with pytest.raises(ValueError, match="needs change pairs"):
-        analysis.retrieval_ceiling([_pair("0_n", "no_change")], scenes)
+        probes.retrieval_ceiling([_pair("0_n", "no_change")], scenes)

@@ -14,15 +14,9 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import clip4idc
-from clip4idc import app as app_module
-from clip4idc.app import (
-    EXAMPLES_DIR,
-    ModelCache,
-    load_examples,
-    load_for_app,
-    make_handlers,
-    offered_checkpoints,
-)
+from clip4idc.app import web as app_module
+from clip4idc.app.models import ModelCache, load_for_app, offered_checkpoints
+from clip4idc.app.web import EXAMPLES_DIR, load_examples, make_handlers
 
 DESCRIBE_DEFAULTS = ("demo", "greedy", 3, 6, "mean over layers", False)
 
@@ -198,13 +192,13 @@ def test_missing_huge_and_broken_images(handlers: dict, tmp_path: Path) -> None:
 
 def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
     import clip4idc
-    from clip4idc.checkpoint import PAIR_KEYS
-    from clip4idc.model import TIED_KEYS
+    from clip4idc.network.model import TIED_KEYS
+    from clip4idc.weights.formats import PAIR_KEYS
 
     assert "Cannot load the checkpoint" in handlers["model_info"](str(tmp_path / "nope.pt"))
     info = handlers["model_info"]("demo")
     assert "Model:" in info
-    if not (clip4idc.checkpoint.WEIGHTS_DIR / "demo" / "model.safetensors").exists():
+    if not (clip4idc.weights.registry.WEIGHTS_DIR / "demo" / "model.safetensors").exists():
         assert "random-weight" in info
     torch.manual_seed(0)
     tiny = clip4idc.build_model(

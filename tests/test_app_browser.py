@@ -34,7 +34,7 @@ def test_browser_uploads_pair_and_reads_caption_and_attention() -> None:
             "the Python package 'playwright' is missing: pip install playwright (no browser download)"
         )
 
-    from clip4idc.app import EXAMPLES_DIR, serve
+    from clip4idc.app.web import EXAMPLES_DIR, serve
 
     demo, url = serve(port=helper.free_port(), block=False, quiet=True)
     try:

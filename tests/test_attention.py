@@ -1,4 +1,4 @@
-"""Attention maps (clip4idc.attention): shapes for several grids, distributions, rollout, rendering, pointing."""
+"""Attention maps (clip4idc.explanation): shapes for several grids, distributions, rollout, rendering, pointing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import torch
 from PIL import Image
 
 import clip4idc
-from clip4idc import attention as A
+from clip4idc import explanation as A
+from clip4idc.explanation import pointing
+from clip4idc.network.inference import retrieval_scores
 from clip4idc.tokenizer import SOT_ID, default_tokenizer
 
 TINY = dict(
@@ -138,7 +140,7 @@ def test_explain_pair_and_scores() -> None:
     ex = A.explain_pair(model, bef, aft, max_words=4)
     assert ex.caption.caption == A.caption_with_attention(model, bef, aft, max_words=4).caption
     assert ex.encoder.intra.shape == (2, 2, 3, 3)
-    scores = A.score_captions(model, bef, aft, ["a red cube", "", "nothing changed"])
+    scores = retrieval_scores(model, bef, aft, ["a red cube", "", "nothing changed"])
     assert len(scores) == 2 and all(np.isfinite(scores))
 
 
@@ -362,7 +364,7 @@ def test_pointing_game_plays_gradient_maps(tmp_path, monkeypatch) -> None:
             maps[b, 1, int((y0 + y1) / 2), int((x0 + x1) / 2)] = 1.0
         return maps
 
-    monkeypatch.setattr(A, "gradient_maps", oracle)
+    monkeypatch.setattr(pointing, "gradient_maps", oracle)
     assert A.pointing_game(model, None, tmp_path, batch_size=3, method="gradient")["overall"] == 100.0
     with pytest.raises(ValueError, match="method"):
         A.pointing_game(model, None, tmp_path, method="rollout")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from clip4idc.change_type import CHANGE_LABELS, classify_change, confusion, type_accuracy
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation.change_types import CHANGE_LABELS, classify_change, confusion, type_accuracy
 
 CASES = [
     # move

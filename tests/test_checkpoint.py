@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import clip4idc
-from clip4idc.checkpoint import PAIR_KEYS
 from clip4idc.errors import Clip4idcError
-from clip4idc.model import TIED_KEYS
+from clip4idc.network.model import TIED_KEYS
+from clip4idc.weights.formats import PAIR_KEYS
 
 
 def openai_state_dict(model: clip4idc.CLIP4IDC) -> dict:
@@ -72,7 +72,7 @@ def test_openai_torchscript_archive(tmp_path):
 def test_safetensors_round_trip(tmp_path):
     torch.manual_seed(1)
     model = clip4idc.build_model("demo").eval()
-    model.save_pretrained(tmp_path / "m")
+    clip4idc.save_pretrained(model, tmp_path / "m")
     again = clip4idc.load(tmp_path / "m")
     assert again.config == model.config
     bef, aft = torch.randn(2, 3, 128, 128), torch.randn(2, 3, 128, 128)

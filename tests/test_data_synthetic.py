@@ -198,7 +198,7 @@ def test_captions_name_the_true_attributes(synth: Path) -> None:
 
 
 def test_parse_change_caption_inverts_the_generator(synth: Path) -> None:
-    from clip4idc.analysis import _naming_weights, retrieval_ceiling
+    from clip4idc.evaluation.probes import _naming_weights, retrieval_ceiling
 
     scenes = load_scenes(synth)
     pairs = [p for split in ("train", "val", "test") for p in load_pairs(synth, "clevr", split)]

@@ -15,9 +15,9 @@ import json
 
 import pytest
 
-from clip4idc.checkpoint import WEIGHTS_DIR
 from clip4idc.cli import main as cli
 from clip4idc.data.synthetic import generate
+from clip4idc.weights.registry import WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def pipeline(tmp_path_factory) -> dict:
         "coef_lr=1",
         "val_every=0",
         "progress=false",
-        "max_words=24",
+        "model.max_words=24",
     ]
     assert cli(["train", "--stage", "adapt", "--out", str(tmp / "adapt"), f"init={demo}", *common]) == 0
     assert (tmp / "adapt" / "last" / "model.safetensors").exists()
@@ -53,7 +53,7 @@ def pipeline(tmp_path_factory) -> dict:
                 "--out",
                 str(tmp / "finetune"),
                 f"init={tmp / 'adapt' / 'last'}",
-                "freeze_vision=true",  # as the demo recipe's stage 2 (see configs/demo_finetune.json)
+                "freeze_vision=true",  # as the demo recipe's stage 2 (see projects/demo_model/configs/finetune.json)
                 *common,
             ]
         )

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 import clip4idc
-from clip4idc import inference
-from clip4idc.change_type import classify_change
 from clip4idc.cli import main
 from clip4idc.data import load_pairs, make_coco_gt
 from clip4idc.data.synthetic import generate
-from clip4idc.evaluate import evaluate, resolve_checkpoint
+from clip4idc.evaluation.change_types import classify_change
+from clip4idc.evaluation.evaluate import evaluate
+from clip4idc.network import inference
+from clip4idc.weights.registry import resolve_checkpoint
 
 TYPES = ("color", "material", "add", "drop", "move")
 PLAIN_KEYS = (
@@ -325,7 +326,7 @@ def test_pointing_reuses_its_greedy_captions_unchanged(data: Path, model_dir: Pa
 
 
 def test_attribute_accuracy_names_a_bad_scenes_file(tmp_path: Path) -> None:
-    from clip4idc.evaluate import _attributes
+    from clip4idc.evaluation.evaluate import _attributes
 
     assert _attributes(tmp_path, "clevr", {})[0] is None  # no scenes.json: unavailable, no error
     (tmp_path / "scenes.json").write_text("{not json", encoding="utf-8")
@@ -334,3 +335,12 @@ def test_attribute_accuracy_names_a_bad_scenes_file(tmp_path: Path) -> None:
     (tmp_path / "scenes.json").write_text('{"scenes": {"0": {"objects": []}}}', encoding="utf-8")
     result, status = _attributes(tmp_path, "clevr", {"0": "a red cube"})
     assert result is None and "scenes.json" in status and "lacks" in status
+
+
+def test_probes_can_be_skipped(data: Path, model_dir: Path) -> None:
+    m = evaluate(
+        clip4idc.load(model_dir), data, split="test", max_pairs=2, spice=False, baseline=False, pointing=False,
+        probes=False,
+    )  # fmt: skip
+    for key in ("attribute_accuracy", "retrieval_ceiling", "direction_accuracy", "detection_accuracy"):
+        assert m[key] is None and m[f"{key}_status"] == "skipped (probes=False)", key

@@ -1,4 +1,4 @@
-"""The attention-guidance loss (clip4idc.guidance): its target, the decoder's map and the KL, by hand."""
+"""The attention-guidance loss (clip4idc.training.guidance): its target, the decoder's map and the KL, by hand."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from clip4idc.attention import pixel_difference_maps
-from clip4idc.guidance import change_target, decoder_location_map, guidance_loss, pixel_change_map
+from clip4idc.explanation.maps import pixel_difference_maps
+from clip4idc.training.guidance import change_target, decoder_location_map, guidance_loss, pixel_change_map
 
 
 def _pair() -> tuple[torch.Tensor, torch.Tensor]:

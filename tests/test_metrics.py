@@ -17,8 +17,12 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
-from clip4idc import metrics as M
+from clip4idc.data import CHANGE_TYPES
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation import baseline as B
+from clip4idc.evaluation import metrics as M
+from clip4idc.evaluation.retrieval import retrieval_metrics
+from clip4idc.explanation import pointing as P
 
 # 14 CLEVR-Change-like pairs, 3-5 references each; one empty prediction in the middle, ids mixed int/str.
 REFS: dict[object, list[str]] = {
@@ -257,7 +261,7 @@ def test_clevr_change_subsets(scored, monkeypatch):
     monkeypatch.setattr(M, "_score_subset", spy)
     out = M.score_clevr_change(PREDS, REFS, TYPES, spice=False)
     assert list(out)[:3] == ["total", "change", "no_change"]
-    assert set(out) == {"total", "change", "no_change", *M.CLEVR_CHANGE_TYPES}
+    assert set(out) == {"total", "change", "no_change", *CHANGE_TYPES}
     change = [str(k) for k in REFS if not str(k).endswith("_n")]
     no_change = [str(k) for k in REFS if str(k).endswith("_n")]
     assert (
@@ -305,7 +309,7 @@ def test_constant_cider_matches_cider_scorer():
         ["x"],
     ]
     candidates = ["the red cube moved", "there is no change", "the cube", "z", "the the the the blue"]
-    fast = M._constant_cider(candidates, refs)
+    fast = B._constant_cider(candidates, refs)
     for cand, value in zip(candidates, fast):
         scorer = CiderScorer(n=4, sigma=6.0)
         for pair_refs in refs:
@@ -326,14 +330,14 @@ def test_mean_sentence_baseline_picks_obvious_best():
         "the red cube moved",
         "a purple cylinder appeared",
     ] * 3
-    sentence, metrics = M.mean_sentence_baseline(train, refs, max_candidates=3)
+    sentence, metrics = B.mean_sentence_baseline(train, refs, max_candidates=3)
     assert sentence == "there is no change"
     assert metrics["CIDEr"] > 0 and metrics["SPICE"] is None
     direct = M.score_captions({k: sentence for k in refs}, refs, spice=False)
     for key in METRIC_KEYS:
         assert metrics[key] == pytest.approx(direct[key], abs=1e-12)
     with pytest.raises(Clip4idcError):
-        M.mean_sentence_baseline(["", "  "], refs)
+        B.mean_sentence_baseline(["", "  "], refs)
 
 
 def test_per_sample_records():
@@ -352,7 +356,7 @@ def test_retrieval_one_caption_per_pair():
             [0.7, 0.6, 0.3],  # text 2 -> pair 2: rank 3
         ]
     )
-    out = M.retrieval_metrics(sim, [0, 1, 2])
+    out = retrieval_metrics(sim, [0, 1, 2])
     t2p = out["text_to_pair"]
     assert t2p["R@1"] == pytest.approx(100 / 3) and t2p["R@5"] == 100.0
     assert t2p["MedianR"] == 2.0 and t2p["MeanR"] == 2.0
@@ -373,7 +377,7 @@ def test_retrieval_several_captions_per_pair_and_distractor_pair():
             [0.1, 0.9, 0.0],  # t4 (pair 1): rank 1
         ]
     )
-    out = M.retrieval_metrics(sim, [0, 0, 1, 1, 1])
+    out = retrieval_metrics(sim, [0, 0, 1, 1, 1])
     assert out["text_to_pair"]["R@1"] == pytest.approx(60.0)
     assert out["text_to_pair"]["MeanR"] == pytest.approx(7 / 5)
     # pair 0: best own text t0 = 0.9, no other text above -> rank 1
@@ -381,34 +385,34 @@ def test_retrieval_several_captions_per_pair_and_distractor_pair():
     assert out["pair_to_text"] == {"R@1": 100.0, "R@5": 100.0, "R@10": 100.0, "MedianR": 1.0, "MeanR": 1.0}
     sim2 = sim.copy()
     sim2[2:, 0] = 0.95  # pair 1's texts now beat pair 0's best text (0.9) in column 0
-    assert M.retrieval_metrics(sim2, [0, 0, 1, 1, 1])["pair_to_text"]["MeanR"] == pytest.approx((4 + 1) / 2)
+    assert retrieval_metrics(sim2, [0, 0, 1, 1, 1])["pair_to_text"]["MeanR"] == pytest.approx((4 + 1) / 2)
 
 
 def test_retrieval_ties_are_pessimistic_and_torch_input():
     sim = torch.zeros(4, 4, dtype=torch.bfloat16)
-    out = M.retrieval_metrics(sim, [0, 1, 2, 3])
+    out = retrieval_metrics(sim, [0, 1, 2, 3])
     assert out["text_to_pair"]["R@1"] == 0.0 and out["text_to_pair"]["MeanR"] == 4.0
     assert out["pair_to_text"]["MeanR"] == 4.0
     sim = np.array([[0.5, 0.5, 0.1], [0.2, 0.7, 0.7], [0.1, 0.1, 0.3]])
-    out = M.retrieval_metrics(sim, [0, 1, 2])
+    out = retrieval_metrics(sim, [0, 1, 2])
     assert out["text_to_pair"]["MeanR"] == pytest.approx((2 + 2 + 1) / 3)
     # ties between two texts of the same pair do not hurt it
-    out = M.retrieval_metrics(np.array([[0.5, 0.1], [0.5, 0.2], [0.4, 0.9]]), [0, 0, 1])
+    out = retrieval_metrics(np.array([[0.5, 0.1], [0.5, 0.2], [0.4, 0.9]]), [0, 0, 1])
     assert out["pair_to_text"]["MeanR"] == 1.0
     # ... but a tie with another pair's text does
-    out = M.retrieval_metrics(np.array([[0.5, 0.1], [0.5, 0.2], [0.5, 0.9]]), [0, 0, 1])
+    out = retrieval_metrics(np.array([[0.5, 0.1], [0.5, 0.2], [0.5, 0.9]]), [0, 0, 1])
     assert out["pair_to_text"]["MeanR"] == pytest.approx((2 + 1) / 2)
 
 
 def test_retrieval_rejects_bad_input():
     with pytest.raises(ValueError):
-        M.retrieval_metrics(np.zeros(3), [0, 1, 2])
+        retrieval_metrics(np.zeros(3), [0, 1, 2])
     with pytest.raises(ValueError):
-        M.retrieval_metrics(np.zeros((2, 2)), [0])
+        retrieval_metrics(np.zeros((2, 2)), [0])
     with pytest.raises(ValueError):
-        M.retrieval_metrics(np.zeros((2, 2)), [0, 2])
+        retrieval_metrics(np.zeros((2, 2)), [0, 2])
     with pytest.raises(ValueError):
-        M.retrieval_metrics(np.array([[math.nan, 0.0], [0.0, 1.0]]), [0, 1])
+        retrieval_metrics(np.array([[math.nan, 0.0], [0.0, 1.0]]), [0, 1])
 
 
 # ----------------------------------------------------------------------------------------------- pointing
@@ -417,13 +421,13 @@ def test_retrieval_rejects_bad_input():
 def test_pointing_hit_maps_cell_centres_to_pixels():
     heat = np.zeros((7, 7))
     heat[2, 5] = 1.0  # centre at x = 5.5 * 224 / 7 = 176, y = 2.5 * 224 / 7 = 80
-    assert M.pointing_hit(heat, [[170, 70, 180, 90]], (224, 224))
-    assert M.pointing_hit(heat, [[0, 0, 10, 10], [176, 80, 200, 100]], (224, 224))  # inclusive edges
-    assert not M.pointing_hit(heat, [[0, 0, 175, 224]], (224, 224))
-    assert not M.pointing_hit(heat, [], (224, 224))
+    assert P.pointing_hit(heat, [[170, 70, 180, 90]], (224, 224))
+    assert P.pointing_hit(heat, [[0, 0, 10, 10], [176, 80, 200, 100]], (224, 224))  # inclusive edges
+    assert not P.pointing_hit(heat, [[0, 0, 175, 224]], (224, 224))
+    assert not P.pointing_hit(heat, [], (224, 224))
     heat2 = torch.zeros(2, 4)
     heat2[1, 0] = 3.0  # non-square image: x = 0.5 * 320 / 4 = 40, y = 1.5 * 240 / 2 = 180
-    assert M.pointing_hit(heat2, [[30, 170, 50, 190]], (320, 240))
-    assert M.pointing_game([True, False, True, True]) == 75.0
+    assert P.pointing_hit(heat2, [[30, 170, 50, 190]], (320, 240))
+    assert P.hit_rate([True, False, True, True]) == 75.0
     with pytest.raises(ValueError):
-        M.pointing_game([])
+        P.hit_rate([])

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import clip4idc
-from clip4idc.decoding import beam_search, greedy_decode, greedy_decode_reference
-from clip4idc.model import caption_loss, contrastive_loss
+from clip4idc.network.decoding import beam_search, greedy_decode, greedy_decode_reference
+from clip4idc.network.model import caption_loss, contrastive_loss
 
 TOL = {"rtol": 1e-4, "atol": 1e-4}
 FIXTURE_DIR = Path(__file__).resolve().parent / "fixtures" / "parity"
@@ -141,7 +141,7 @@ def test_screened_argmax_is_exact(dtype):
     """The screened greedy head (int8 screen for a few states, bf16 for more) returns the fp32 argmax of
     the head's own weights, first index on ties, at any scale, also with an outlier word whose int8
     step is coarse."""
-    from clip4idc.decoding import ScreenedArgmax
+    from clip4idc.network.decoding import ScreenedArgmax
 
     g = torch.Generator().manual_seed(0)
     for scale in (0.02, 1.0, 30.0):
@@ -162,7 +162,7 @@ def test_screened_argmax_is_exact(dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_quick_gelu_inference_path_is_bit_identical(dtype):
-    from clip4idc.clip import QuickGELU
+    from clip4idc.network.clip import QuickGELU
 
     x = torch.randn(4, 7, 96).to(dtype)
     original = x.clone()

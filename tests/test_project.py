@@ -51,13 +51,15 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/test.sh" in ci
 
 
-CONFIGS = sorted((REPO / "configs").glob("*.json"))
+CONFIGS = sorted((REPO / "configs").glob("*.json")) + sorted(
+    (REPO / "projects" / "demo_model" / "configs").glob("*.json")
+)
 
 
 def test_shipped_training_configs_load():
     """A typo in a shipped config (an unknown option, a bad value) fails here, not hours into a recipe."""
-    from clip4idc.config import list_configs
-    from clip4idc.train import TrainConfig
+    from clip4idc.network.config import list_configs
+    from clip4idc.training.train import TrainConfig
 
     assert len(CONFIGS) >= 10
     for path in CONFIGS:
@@ -68,9 +70,9 @@ def test_shipped_training_configs_load():
 
 def test_training_scripts_chain_their_stages_in_order():
     """Each stage of a recipe script starts from a run that an earlier line of the same script wrote."""
-    from clip4idc.train import TrainConfig
+    from clip4idc.training.train import TrainConfig
 
-    scripts = sorted((REPO / "scripts").glob("train_demo*.sh"))
+    scripts = sorted((REPO / "scripts").glob("train_*.sh")) + [REPO / "projects" / "demo_model" / "train.sh"]
     assert len(scripts) >= 2
     for script in scripts:
         written: set[str] = set()

@@ -9,18 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from clip4idc.change_type import classify_change
 from clip4idc.data import AdaptationDataset, load_pairs
 from clip4idc.data.rewrite import (
-    attribute_swaps,
     counterfactual_captions,
     reference_of,
     reverse_caption,
     reversible,
 )
 from clip4idc.data.synthetic import generate
-from clip4idc.data.synthetic.captions import parse_change_caption
-from clip4idc.train import Dist, GlobalBatchSampler, TrainConfig
+from clip4idc.evaluation.change_types import classify_change
+from clip4idc.training.train import Dist, GlobalBatchSampler, TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -93,20 +91,18 @@ def test_sampler_keeps_groups_adjacent_and_is_unchanged_without_them():
 
 
 def test_reverse_twins_is_for_stage_1_only():
-    with pytest.raises(
-        ValueError, match="reverse_twins, type_negatives, attribute_negatives and unchanged_negatives"
-    ):
+    with pytest.raises(ValueError, match="reverse_twins, type_negatives and unchanged_negatives"):
         TrainConfig(stage="finetune", reverse_twins=True)
     with pytest.raises(ValueError, match="are for stage adapt"):
-        TrainConfig(stage="finetune", attribute_negatives=2)
+        TrainConfig(stage="finetune", type_negatives=2)
     assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
 
 
 def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     """Pair embeddings equal to the true captions' embeddings score 100 %, equal to the reversed ones 0 %."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import direction_accuracy
+    from clip4idc.evaluation.probes import direction_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type in ("add", "drop")]
@@ -192,8 +188,8 @@ def test_unchanged_negative_items(synth):
 
 def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import counterfactual_accuracy
+    from clip4idc.evaluation.probes import counterfactual_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type != "no_change"]
@@ -214,8 +210,8 @@ def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
     """Change pairs embedded as their captions and unchanged scenes as anything else score 100 %; the other
     way round 0 %. Only change pairs with a distractor count."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import detection_accuracy
+    from clip4idc.evaluation.probes import detection_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = load_pairs(synth, "clevr", "train")
     chosen = [p for p in pairs if p.change_type != "no_change"]
@@ -235,9 +231,9 @@ def test_detection_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypat
 def test_detection_accuracy_encodes_the_scene_unchanged(synth, monkeypatch):
     """The second set of pairs it encodes is each change pair's before image with its distractor."""
     import clip4idc
-    import clip4idc.inference as inference
-    from clip4idc.analysis import detection_accuracy
     from clip4idc.data.datasets import ImageCache
+    from clip4idc.evaluation.probes import detection_accuracy
+    from clip4idc.network import inference as inference
 
     pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"][:3]
     model = clip4idc.build_model("tiny").eval()
@@ -255,75 +251,3 @@ def test_detection_accuracy_encodes_the_scene_unchanged(synth, monkeypatch):
         assert torch.equal(bef, images.tensor(p.before)) and torch.equal(aft, images.tensor(p.distractor))
     for (bef, aft), p in zip(seen[0], pairs):
         assert torch.equal(bef, images.tensor(p.before)) and torch.equal(aft, images.tensor(p.after))
-
-
-def test_attribute_swaps_change_one_attribute_of_the_object_and_nothing_else(synth):
-    rng = np.random.default_rng(1)
-    pairs = [p for p in load_pairs(synth, "clevr", "train") if p.change_type != "no_change"]
-    swapped_attrs: set[str] = set()
-    for p in pairs:
-        for caption in p.captions:
-            parsed = parse_change_caption(caption)
-            if parsed is None or parsed.spec is None:  # a relational reference: checked below
-                continue
-            negatives = attribute_swaps(caption, p.change_type, 4, rng)
-            named = dict(parsed.spec)
-            assert len(negatives) == len(set(negatives)) and caption not in negatives
-            # k = 4 covers every attribute the description names, each in turn
-            assert len(negatives) >= min(4, len(named)), (caption, negatives)
-            for neg in negatives:
-                other = parse_change_caption(neg)
-                assert other is not None and other.change_type == parsed.change_type and other.to == parsed.to
-                new = dict(other.spec)
-                assert new.keys() == named.keys(), (caption, neg)
-                diff = [a for a in named if named[a] != new[a]]
-                assert len(diff) == 1, (caption, neg)
-                swapped_attrs.add(diff[0])
-                assert len(neg.split()) == len(caption.split())  # one word for one word
-    assert swapped_attrs == {"size", "color", "material", "shape"}
-
-
-def test_attribute_swaps_by_hand():
-    rng = np.random.default_rng(0)
-    out = attribute_swaps("the small red cube moved", "move", 4, rng)
-    orig = "the small red cube moved".split()
-    changed = [[j for j, (a, b) in enumerate(zip(orig, o.split())) if a != b] for o in out]
-    assert all(len(c) == 1 for c in changed) and len(out) == len(set(out))
-    # size, colour and shape take turns: the first three swaps hit each once, the fourth starts again
-    assert sorted(c[0] for c in changed[:3]) == [1, 2, 3] and len(out) <= 4
-    shapes = [o.split()[3] for o, c in zip(out, changed) if c == [3]]
-    assert shapes and all(s in ("sphere", "ball", "cylinder") for s in shapes)
-    # a generic noun is never swapped (a "cube" might be true); nothing else to swap gives []
-    assert attribute_swaps("the object moved", "move", 2, rng) == []
-    assert all(o.endswith(" object moved") for o in attribute_swaps("the red object moved", "move", 3, rng))
-    # the landmark of a relation stays as it is
-    rel = "the red cube that was behind the blue sphere moved"
-    for o in attribute_swaps(rel, "move", 4, rng):
-        assert o.endswith(" that was behind the blue sphere moved") and o != rel
-    assert attribute_swaps("the cube went on holiday", "move", 2, rng) == []
-
-
-def test_attribute_negative_items_follow_the_type_negatives(synth):
-    pairs = load_pairs(synth, "clevr", "train")
-    both = AdaptationDataset(
-        pairs, train=True, resolution=32, max_words=24, type_negatives=2, attribute_negatives=3
-    )
-    types = AdaptationDataset(pairs, train=True, resolution=32, max_words=24, type_negatives=2)
-    for i in range(4):
-        item, same = both[i], types[i]
-        assert item["neg_text_ids"].shape == (5, 24) and item["neg_valid"].shape == (5,)
-        # the type negatives' rows and draws are unchanged: attribute rows come after them
-        assert torch.equal(item["neg_text_ids"][:2], same["neg_text_ids"])
-        assert torch.equal(item["text_ids"], same["text_ids"])
-        caption = both.tokenizer.caption_text(item["text_ids"][1:])  # after <|startoftext|>
-        valid = item["neg_valid"][2:].tolist()
-        assert valid == sorted(valid, reverse=True)  # the swaps first, then padding
-        # a caption with an attribute word gets 1-3 distinct swaps (repeats dropped), one without gets none
-        can = bool(attribute_swaps(caption, both.pairs[i].change_type, 1, np.random.default_rng(0)))
-        n = sum(valid)
-        assert (n > 0) == can
-        for row in item["neg_text_ids"][2 : 2 + n]:
-            neg = both.tokenizer.caption_text(row[1:])
-            assert neg != caption and len(neg.split()) == len(caption.split())
-    with pytest.raises(ValueError, match="attribute_negatives must be 0-4"):
-        TrainConfig(stage="adapt", attribute_negatives=5)

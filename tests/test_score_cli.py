@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from clip4idc import metrics as M
 from clip4idc.cli import main
 from clip4idc.errors import Clip4idcError
+from clip4idc.evaluation import metrics as M
 from clip4idc.io import read_json, write_json_atomic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -173,7 +173,7 @@ def test_openai_style_torchscript_archive_reads_only_parameters_and_buffers(tmp_
     path = tmp_path / "openai_like.pt"
     torch.jit.save(torch.jit.script(Root()), str(path))
     expected = torch.jit.load(str(path)).state_dict()
-    got = clip4idc.checkpoint.read_state_dict(path)
+    got = clip4idc.weights.formats.read_state_dict(path)
     assert sorted(got) == sorted(expected) and "resblocks.0.attn_mask" not in got
     assert all(torch.equal(got[k], expected[k]) for k in expected)
 
@@ -189,7 +189,7 @@ def test_zip_records_are_checked_before_they_are_trusted(tmp_path: Path) -> None
         for name, content in records.items():
             zf.writestr(name, content)
     with pytest.raises(Clip4idcError, match="does not hold 4"):
-        clip4idc.checkpoint.read_state_dict(path)
+        clip4idc.weights.formats.read_state_dict(path)
 
 
 # -- the app -----------------------------------------------------------------------------------------------
@@ -209,13 +209,13 @@ def operator_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         decoder_heads=2, decoder_intermediate=128, resolution=64, patch=16,
     )  # fmt: skip
     path = tmp_path_factory.mktemp("operator") / "tiny"
-    model.save_pretrained(path)
+    clip4idc.save_pretrained(model, path)
     return path
 
 
 @pytest.fixture(scope="module")
 def app_url(operator_checkpoint: Path):
-    from clip4idc import app
+    from clip4idc.app import web as app
 
     demo, url = app.serve([operator_checkpoint], port=_free_port(), block=False, quiet=True)
     yield url
@@ -270,7 +270,7 @@ def _handle(path: str):
 
 
 def test_operator_folders_and_mistakes(operator_checkpoint: Path, tmp_path: Path) -> None:
-    from clip4idc.app import offered_checkpoints
+    from clip4idc.app.models import offered_checkpoints
 
     folder = tmp_path / "many"
     folder.mkdir()
@@ -286,7 +286,8 @@ def test_operator_folders_and_mistakes(operator_checkpoint: Path, tmp_path: Path
 
 
 def test_candidate_captions_are_capped() -> None:
-    from clip4idc.app import MAX_CANDIDATE_CHARS, MAX_CANDIDATES, ModelCache, make_handlers
+    from clip4idc.app.models import ModelCache
+    from clip4idc.app.web import MAX_CANDIDATE_CHARS, MAX_CANDIDATES, make_handlers
 
     score = make_handlers(ModelCache())["score"]
     rows, status = score(*PAIR, "demo", "\n".join(f"caption {i}" for i in range(5000)))
@@ -298,7 +299,7 @@ def test_candidate_captions_are_capped() -> None:
 
 
 def test_app_honours_gradio_server_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    from clip4idc import app
+    from clip4idc.app import web as app
 
     port = _free_port()
     monkeypatch.setenv("GRADIO_SERVER_NAME", "127.0.0.1")
@@ -329,7 +330,7 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 TINY_RUN = ["stage=adapt", "model=tiny", "epochs=2", "stop_after=1", "batch_size=8", "workers=0",
-            "val_every=0", "progress=false", "max_words=20"]  # fmt: skip
+            "val_every=0", "progress=false", "model.max_words=20"]  # fmt: skip
 
 
 def test_resume_checks_settings_before_writing(synth: Path, tmp_path: Path) -> None:
@@ -394,8 +395,8 @@ def test_unwritable_outputs_fail_before_work(synth: Path, tmp_path: Path) -> Non
 def test_eval_prints_its_results_when_saving_fails(
     synth: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clip4idc import evaluate
     from clip4idc.errors import fail
+    from clip4idc.evaluation import evaluate
 
     def full_disk(path, obj, indent=2):
         raise fail(path, "cannot write file (No space left on device)")
@@ -412,10 +413,10 @@ def test_eval_prints_its_results_when_saving_fails(
 
 def test_a_killed_save_leaves_no_temporary_file_for_good(tmp_path: Path) -> None:
     model = clip4idc.build_model("tiny")
-    model.save_pretrained(tmp_path / "m")
+    clip4idc.save_pretrained(model, tmp_path / "m")
     (tmp_path / "m" / "tmpab12cd.tmp").write_bytes(b"half")  # what an older save killed mid-write leaves
     (tmp_path / "m" / ".model.safetensors.xyz.tmp").write_bytes(b"half")
-    model.save_pretrained(tmp_path / "m")
+    clip4idc.save_pretrained(model, tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
 
 
@@ -438,7 +439,7 @@ def _phone_jpeg(path: Path) -> np.ndarray:
 def test_exif_orientation_is_applied_where_users_bring_images(tmp_path: Path) -> None:
     from PIL import Image
 
-    from clip4idc.app import read_image
+    from clip4idc.app.web import read_image
     from clip4idc.preprocess import load_image
 
     path = tmp_path / "phone.jpg"

@@ -10,9 +10,9 @@ import torch
 import torch.multiprocessing as mp
 
 import clip4idc
-from clip4idc.checkpoint import read_state_dict as read_weights
 from clip4idc.errors import Clip4idcError
-from clip4idc.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+from clip4idc.training.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+from clip4idc.weights.formats import read_state_dict as read_weights
 
 TINY = clip4idc.get_config("tiny").to_dict()
 
@@ -37,7 +37,6 @@ def run_cfg(synth, out, stage, **kw) -> TrainConfig:
         batch_size_val=16,
         lr=1e-3,
         coef_lr=1.0,
-        max_words=20,
         workers=0,
         val_every=0,
         progress=False,
@@ -120,14 +119,6 @@ def _batch(stage: str) -> dict[str, torch.Tensor]:
         lengths = torch.tensor([10, 6, 3, 8])  # unequal token counts per rank
         mask = (torch.arange(10)[None] < lengths[:, None]).long()
         batch.update(input_ids=ids * mask, output_ids=ids.roll(-1, 1) * mask, decoder_mask=mask)
-        if stage == "finetune_contrast":  # each scene's no-change pair and caption (CLEVR-Change)
-            nc_mask = mask.flip(0)
-            batch.update(
-                distractor=torch.randn(n, 3, r, r, generator=g),
-                nc_input_ids=ids.flip(0) * nc_mask,
-                nc_output_ids=ids.flip(0).roll(-1, 1) * nc_mask,
-                nc_decoder_mask=nc_mask,
-            )
     return batch
 
 
@@ -137,17 +128,13 @@ def _model(stage: str) -> clip4idc.CLIP4IDC:
     return clip4idc.CLIP4IDC(clip4idc.ModelConfig.from_dict(cfg))
 
 
-def _contrast(stage: str) -> float:
-    return 0.5 if stage == "finetune_contrast" else 0.0
-
-
 def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> None:
     torch.distributed.init_process_group(
         "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world
     )
     model = _model(stage)
     step = torch.nn.parallel.DistributedDataParallel(
-        StageLoss(model, stage.split("_")[0], Dist(rank, world), caption_contrast=_contrast(stage)),
+        StageLoss(model, stage.split("_")[0], Dist(rank, world)),
         find_unused_parameters=stage.startswith("finetune"),
     )
     half = {k: v[rank * 2 : rank * 2 + 2] for k, v in _batch(stage).items()}
@@ -158,12 +145,10 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize(
-    "stage", ["adapt", "adapt_negatives", "adapt_unchanged", "finetune", "finetune_contrast"]
-)
+@pytest.mark.parametrize("stage", ["adapt", "adapt_negatives", "adapt_unchanged", "finetune"])
 def test_two_gloo_processes_equal_one(tmp_path, stage):
     model = _model(stage)
-    loss = StageLoss(model, stage.split("_")[0], Dist(), caption_contrast=_contrast(stage))(_batch(stage))
+    loss = StageLoss(model, stage.split("_")[0], Dist())(_batch(stage))
     loss.backward()
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), stage, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
@@ -259,7 +244,7 @@ def test_no_change_weight_scales_the_no_change_caption_term():
 def test_attention_guidance_adds_its_weighted_kl_on_the_change_pairs():
     """loss = caption loss + w · guidance_loss(the change pair's cross-attention, its pixel-change target);
     w = 0 is the plain loss, and the option belongs to stage finetune."""
-    from clip4idc.guidance import change_target, guidance_loss
+    from clip4idc.training.guidance import change_target, guidance_loss
 
     model, batch = _model("finetune"), _batch("finetune")
     model.eval()
@@ -300,41 +285,8 @@ def test_caption_log_likelihood_sums_each_captions_token_log_probs():
     assert len(set(got.tolist())) == 4  # unequal lengths: every caption its own sum
 
 
-def test_caption_contrast_asks_each_caption_which_pair_of_its_scene_it_came_from():
-    """loss = the plain finetuning loss + w · mean over the scene's two captions of
-    softplus(log p(caption | other pair) - log p(caption | own pair)); needs the no-change pair."""
-    import torch.nn.functional as F
-
-    model, batch = _model("finetune"), _batch("finetune_contrast")
-    model.eval()
-    change = (batch["input_ids"], batch["output_ids"], batch["decoder_mask"])
-    nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
-    with torch.no_grad():
-        moved = model.encode_pair(batch["before"], batch["after"]).hidden
-        still = model.encode_pair(batch["before"], batch["distractor"]).hidden
-        ll = model.caption_log_likelihood
-        contrast = (
-            F.softplus(ll(still, *change) - ll(moved, *change)).mean()
-            + F.softplus(ll(moved, *nc) - ll(still, *nc)).mean()
-        ) / 2
-        plain = StageLoss(model, "finetune", Dist())(batch)
-        assert contrast > 0.1  # an untrained decoder barely tells the two pairs apart: ~log 2
-        for weight in (0.5, 2.0):
-            got = StageLoss(model, "finetune", Dist(), caption_contrast=weight)(batch)
-            assert torch.allclose(got, plain + weight * contrast, atol=1e-5), weight
-        no_distractor = {k: batch[k] for k in _batch("finetune")}
-        with pytest.raises(ValueError, match="no-change pair"):
-            StageLoss(model, "finetune", Dist(), caption_contrast=0.5)(no_distractor)
-    with pytest.raises(ValueError, match="stage finetune"):
-        TrainConfig(stage="adapt", caption_contrast=0.5)
-    with pytest.raises(ValueError, match="CLEVR-Change"):
-        TrainConfig(stage="finetune", dataset="spot", caption_contrast=0.5)
-    with pytest.raises(ValueError, match="at least 0"):
-        TrainConfig(stage="finetune", caption_contrast=-1.0)
-
-
 def test_shared_embeddings_get_their_own_learning_rate():
-    from clip4idc.optim import parameter_groups
+    from clip4idc.training.optim import parameter_groups
 
     model = clip4idc.build_model("tiny")
     lr = 1e-3
@@ -378,7 +330,7 @@ def test_finetune_with_centred_frozen_vision(synth, tmp_path):
     vision tower as initialised, and the decoder trains."""
     torch.manual_seed(0)
     init = tmp_path / "init"
-    clip4idc.build_model("tiny", max_words=20).save_pretrained(init)
+    clip4idc.save_pretrained(clip4idc.build_model("tiny", max_words=20), init)
     train(
         run_cfg(
             synth, tmp_path / "ft", "finetune", init=str(init), center_visual=16, freeze_vision=True, epochs=1

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from ..preprocess import CLIP_MEAN, CLIP_STD, load_image
 from ..tokenizer import Tokenizer, default_tokenizer
 from .readers import CHANGE_TYPES, Pair, detect_dataset, load_pairs
-from .rewrite import OPPOSITE, attribute_swaps, counterfactual_captions, reverse_caption, reversible
+from .rewrite import OPPOSITE, counterfactual_captions, reverse_caption, reversible
 
 _MEAN = torch.tensor(CLIP_MEAN).view(3, 1, 1)
 _STD = torch.tensor(CLIP_STD).view(3, 1, 1)
@@ -172,8 +172,6 @@ class AdaptationDataset(_PairDataset):
     every add/drop pair seen backwards as items ``len(pairs) + k`` (kept in its pair's batch by
     :meth:`batch_groups`); ``type_negatives = k`` adds ``neg_text_ids`` (k, L) and ``neg_valid`` (k,): the
     same object with other changes, false captions the loss uses as extra negatives for this pair;
-    ``attribute_negatives = j`` appends j more rows to them: the same change with one attribute word of the
-    object's description swapped (shape, size, colour or material);
     ``unchanged_negatives`` adds ``still_before``, ``still_after``: the same scene with nothing changed (its
     before image and its distractor in random order, or the before image twice when there is no distractor),
     a pair no change caption describes, so the loss can use it as a negative for every caption of the batch.
@@ -184,7 +182,6 @@ class AdaptationDataset(_PairDataset):
         *args,
         reverse_twins: bool = False,
         type_negatives: int = 0,
-        attribute_negatives: int = 0,
         unchanged_negatives: bool = False,
         **kwargs,
     ) -> None:
@@ -199,7 +196,6 @@ class AdaptationDataset(_PairDataset):
             else []
         )
         self.type_negatives = int(type_negatives) if self.train else 0
-        self.attribute_negatives = int(attribute_negatives) if self.train else 0
         self.unchanged_negatives = bool(unchanged_negatives) and self.train
 
     def _select(self, pairs: list[Pair]) -> list[Pair]:
@@ -262,17 +258,11 @@ class AdaptationDataset(_PairDataset):
             "text_mask": mask[0],
             "index": index,
         }
-        if (self.type_negatives or self.attribute_negatives) and rng is not None:
-            rows: list[str] = []
-            valid = []
-            for k, write in (
-                (self.type_negatives, counterfactual_captions),
-                (self.attribute_negatives, attribute_swaps),
-            ):
-                if k:
-                    negatives = write(caption, change_type, k, rng)
-                    rows += negatives + [""] * (k - len(negatives))
-                    valid += [True] * len(negatives) + [False] * (k - len(negatives))
+        if self.type_negatives and rng is not None:
+            k = self.type_negatives
+            negatives = counterfactual_captions(caption, change_type, k, rng)
+            rows = negatives + [""] * (k - len(negatives))
+            valid = [True] * len(negatives) + [False] * (k - len(negatives))
             neg_ids, _ = self.tokenizer.batch(rows, self.max_words)
             item.update(neg_text_ids=neg_ids, neg_valid=torch.tensor(valid, dtype=torch.bool))
         if self.unchanged_negatives and rng is not None and pair is not None:

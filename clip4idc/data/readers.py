@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import fail
+from ..errors import Clip4idcError, fail
 
 CHANGE_TYPES = ("color", "material", "add", "drop", "move")
 DATASETS = ("clevr", "spot", "ier")
@@ -357,3 +358,35 @@ def first_scenes(pairs: list[Pair], n: int) -> list[Pair]:
         seen.add(scene)
         keep.append(p)
     return keep
+
+
+def scene_id_of(pair: Any) -> str | None:
+    """A pair reference → scene id, or ``None`` for a no-change pair (nothing to point at).
+
+    Accepts an int/str id (``"12"``; the readers' no-change ids ``"12_n"`` give ``None``), a CLEVR file
+    name (``CLEVR_default_000012.png``), a record with ``id``/``image_id``/``pair_id``/``before``, or a
+    reader ``Pair`` (its ``scene_id``)."""
+    import re
+
+    change = pair.get("change_type") if isinstance(pair, Mapping) else getattr(pair, "change_type", None)
+    if change in NO_CHANGE:
+        return None
+    if not isinstance(pair, (str, int, Mapping)) and getattr(pair, "scene_id", None) is not None:
+        return str(pair.scene_id)
+    if isinstance(pair, Mapping):
+        for key in ("scene_id", "id", "image_id", "pair_id", "before"):
+            if key in pair:
+                return scene_id_of(pair[key])
+        raise Clip4idcError(f"pair record has no id: {dict(pair)}")
+    text = str(pair)
+    if re.fullmatch(r"\d+_n", text):
+        return None
+    if text.isdigit():
+        return str(int(text))
+    digits = re.findall(r"(\d+)", Path(text).name)
+    if not digits:
+        raise Clip4idcError(f"cannot tell the scene id of pair {text!r}")
+    return str(int(digits[-1]))
+
+
+NO_CHANGE = ("none", "no_change", "nochange", "no-change")  # spellings of "no change" in records

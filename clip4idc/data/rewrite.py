@@ -2,21 +2,13 @@
 
 Stage 1 learns what tells captions apart *within a batch*. Two things almost never do in a random batch:
 - the direction of a change ("a small red cube has been added" / "the small red cube is missing"), so
-  stage 1c's encoder could not say which image holds the object (168 of 205 test additions read as
-  removals). :func:`reverse_caption` writes the caption of an add/drop pair seen backwards, and the
+  an encoder trained on random batches cannot say which image holds the object. :func:`reverse_caption` writes the caption of an add/drop pair seen backwards, and the
   training set's ``reverse_twins`` puts each such pair and its reversed twin in one batch;
 - the *kind* of change made to one object ("the red cube moved" / "the red cube is now shiny").
   :func:`counterfactual_captions` writes the same object with other changes: captions that are false for
-  the pair, used as extra negatives for it (``type_negatives``);
-- the object's *attributes*: a random batch almost never holds a caption that differs from the pair's in
-  the shape word alone, so nothing asked stage 1 to see shape, and stage 1h's decoder called every object
-  a cylinder. :func:`attribute_swaps` writes the caption with one attribute word of the object's
-  description (size, colour, material or shape) swapped for another value: the same change made to an
-  object the description no longer fits, again false for the pair (``attribute_negatives``). At the demo
-  size it barely helped: the encoder, with 16-px patches at 128 px, hardly sees a small object's shape
-  (the demo model card, stage 1j).
+  the pair, used as extra negatives for it (``type_negatives``).
 
-All three need the caption's template, so they know this project's synthetic templates
+Both need the caption's template, so they know this project's synthetic templates
 (:data:`clip4idc.data.synthetic.captions.TEMPLATES`) and return None for any other wording: pairs from other
 datasets simply get no twin and no counterfactuals.
 """
@@ -28,10 +20,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .synthetic.captions import ATTRIBUTE_OF_WORD, COLOR_WORDS, MATERIAL_WORDS, TEMPLATES, WORDS_OF_VALUE
+from .readers import CHANGE_TYPES as TYPES
+from .synthetic.captions import COLOR_WORDS, MATERIAL_WORDS, TEMPLATES
 
 OPPOSITE = {"add": "drop", "drop": "add"}
-TYPES = tuple(TEMPLATES)  # color, material, add, drop, move
 _NEW_VALUES = {"color": COLOR_WORDS, "material": tuple(w for ws in MATERIAL_WORDS.values() for w in ws)}
 # A relational reference describes the object where it is: "that is left of" in the after image of an
 # addition or of a colour/material change, "that was left of" in the before image of a removal or move.
@@ -93,38 +85,3 @@ def counterfactual_captions(caption: str, change_type: str, k: int, rng: np.rand
     others = [t for t in TYPES if t != change_type]
     chosen = [others[i] for i in rng.permutation(len(others))[:k]]
     return [_write(ref, change_type, t, rng) for t in chosen]
-
-
-def attribute_swaps(caption: str, change_type: str, k: int, rng: np.random.Generator) -> list[str]:
-    """Up to ``k`` distinct captions of the same change, each with one attribute word of the object's own
-    description swapped for another value of that attribute ("the small red *cube* moved" → "... *sphere*
-    moved"); [] for an unknown template or a description with no attribute word ("the object moved").
-
-    The named attributes take turns (in random order), so with ``k`` at least their number each is swapped
-    once, shape included. A generic noun ("object") is never swapped, since "cube" might then be true. Words
-    of a relation's landmark ("... that is behind the blue cube") are left alone: only the object's own
-    description is its own.
-    """
-    text = caption.strip()
-    span = _reference_span(text, change_type)
-    if span is None or k <= 0:
-        return []
-    start, end = span
-    own = text[start:end].split(" that ")[0]  # the rest of the caption, relation included, stays as it is
-    words = own.split()
-    slots = [i for i, w in enumerate(words) if w in ATTRIBUTE_OF_WORD]
-    if not slots:
-        return []
-    order = [slots[j] for j in rng.permutation(len(slots))]
-    out: list[str] = []
-    for turn in range(k):
-        i = order[turn % len(order)]
-        attr, value = ATTRIBUTE_OF_WORD[words[i]]
-        others = [v for v in WORDS_OF_VALUE[attr] if v != value]
-        new_value = others[int(rng.integers(len(others)))]
-        synonyms = WORDS_OF_VALUE[attr][new_value]
-        swapped = words[:i] + [synonyms[int(rng.integers(len(synonyms)))]] + words[i + 1 :]
-        candidate = text[:start] + " ".join(swapped) + text[start + len(own) :]
-        if candidate not in out:
-            out.append(candidate)
-    return out

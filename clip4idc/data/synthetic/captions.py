@@ -276,7 +276,7 @@ def parse_change_caption(caption: str) -> ParsedCaption | None:
 
     None when the caption is not one this generator writes (a no-change caption, or another dataset's).
     Why: knowing exactly what a caption pins down tells which pairs it fits, and so how well *any* model
-    could retrieve its pair (:func:`clip4idc.analysis.retrieval_ceiling`).
+    could retrieve its pair (:func:`clip4idc.evaluation.probes.retrieval_ceiling`).
     """
     text = " ".join(caption.lower().split())
     for ctype, pattern in _PATTERNS:

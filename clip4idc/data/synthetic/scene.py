@@ -25,7 +25,6 @@ COLORS = {
 }
 MATERIALS = ("rubber", "metal")
 SIZES = {"large": 0.7, "small": 0.38}
-CHANGE_TYPES = ("color", "material", "add", "drop", "move")
 EXTENT = 3.0  # objects' centres lie in [-EXTENT, EXTENT]^2
 GAP = 0.3  # minimum free space between two objects' footprints
 

@@ -18,9 +18,10 @@ import numpy as np
 from PIL import Image
 
 from ...errors import Clip4idcError
+from ..readers import CHANGE_TYPES
 from .captions import change_captions, ground_axes, no_change_captions
 from .render import Camera, Light, RenderResult, in_frame, render
-from .scene import CHANGE_TYPES, Obj, apply_change, base_view, jitter, sample_objects
+from .scene import Obj, apply_change, base_view, jitter, sample_objects
 
 DEFAULT_NAME = "CLEVR_default_%06d.png"
 SEMANTIC_NAME = "CLEVR_semantic_%06d.png"

@@ -1,0 +1,381 @@
+"""Small end-to-end recipes: a synthetic CLEVR-Change set and a tiny two-stage model, trained on a CPU.
+
+Why: the notebooks (and anyone trying the toolkit on a laptop) need the same three things - data, a
+retrieval-adapted checkpoint, a captioning checkpoint - without the bundled demo model or a GPU, in
+seconds (``CLIP4IDC_QUICK=1``, for CI) or minutes (default). This module only *composes* the library:
+:func:`clip4idc.data.synthetic.generate` makes the data, :func:`clip4idc.training.train.train` trains; nothing here
+re-implements a model, a loss or a metric.
+
+* :func:`lesson_plan` - every size in one place (pairs, image size, model, epochs, seeds), quick or full.
+* :func:`work_dir` - where runs go (``$CLIP4IDC_WORK`` or a default), one sub-folder per plan so quick and
+  full runs never mix.
+* :func:`synthetic_dataset` - generate once, reuse while the same dataset is on disk.
+* :func:`train_config` / :func:`train_epochs` / :func:`ensure_trained` - a :class:`~clip4idc.training.config.TrainConfig`
+  for the plan; training one epoch at a time (for live plots; resume is bit-exact); or reuse a finished run.
+* :func:`adapted_checkpoint`, :func:`finetuned_checkpoint`, :func:`lesson_model` - the checkpoints the
+  notebooks build on each other: notebook 2's adaptation, notebook 3's finetuning, and "the demo model when
+  installed, else the tiny one"; :func:`ablation_config` - notebook 4's runs with and without adaptation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Clip4idcError
+
+__all__ = [
+    "QUICK_ENV",
+    "WORK_ENV",
+    "LessonPlan",
+    "ablation_config",
+    "adapt_config",
+    "adapted_checkpoint",
+    "ensure_trained",
+    "finetune_config",
+    "finetuned_checkpoint",
+    "lesson_model",
+    "lesson_plan",
+    "plan_dataset",
+    "quick_mode",
+    "start_checkpoint",
+    "synthetic_dataset",
+    "train_config",
+    "train_epochs",
+    "work_dir",
+]
+
+QUICK_ENV = "CLIP4IDC_QUICK"
+WORK_ENV = "CLIP4IDC_WORK"
+
+
+def quick_mode() -> bool:
+    """True when ``$CLIP4IDC_QUICK`` is set to 1/true/yes (CI sizes)."""
+    return os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class LessonPlan:
+    """Sizes of the tutorial data and runs. ``model`` is a named config; ``model_overrides`` change it
+    (the tiny model with 8-pixel patches: an 8×8 grid, so attention maps show where things are).
+
+    ``start`` is where stage 1 begins: ``None`` (random weights) or ``"demo"``, the bundled demo model's
+    CLIP without its decoder - offline, the stand-in for the pretrained OpenAI CLIP that real runs start
+    from. ``coef_lr`` / ``coef_lr_shared`` scale CLIP's learning rate as in :class:`~clip4idc.training.config.TrainConfig`.
+    """
+
+    quick: bool
+    pairs: int
+    image_size: tuple[int, int]
+    data_seed: int
+    model: str
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 16
+    adapt_epochs: int = 10
+    adapt_lr: float = 2e-4
+    finetune_epochs: int = 8
+    finetune_lr: float = 2e-3
+    max_words: int = 20
+    seeds: tuple[int, ...] = (0, 1)
+    threads: int | None = None
+    val_frac: float = 0.1
+    test_frac: float = 0.15
+    start: str | None = None
+    coef_lr: float = 1.0
+    coef_lr_shared: float | None = None
+    freeze_vision: bool = False  # stage 2 (see projects/demo_model/journal.md for why the demo recipe does)
+    center_visual: int = 0
+
+    @property
+    def name(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+def lesson_plan(quick: bool | None = None) -> LessonPlan:
+    """The plan for ``quick`` (default: :func:`quick_mode`). Quick: ~200 pairs, runs of seconds, one torch
+    thread (small models gain little from more, and a shared CI machine loses a lot). Full: ~1,500 pairs,
+    minutes on a laptop CPU.
+
+    With the bundled demo model installed, the lessons start from its CLIP (``start="demo"``) as real work
+    starts from OpenAI's: stage 1 adapts it gently, stage 2 trains a fresh decoder on it. Without it they
+    fall back to the tiny model trained from random weights, which runs but learns little in minutes.
+    """
+    from ..weights.registry import installed as demo_installed
+
+    quick = quick_mode() if quick is None else quick
+    scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
+    if demo_installed():
+        full = LessonPlan(
+            **scenes,
+            model="demo",
+            start="demo",
+            batch_size=16,
+            adapt_epochs=3,
+            adapt_lr=5e-5,
+            finetune_epochs=8,  # a fresh decoder needs ~8 to leave the language prior
+            finetune_lr=1e-3,
+            coef_lr=0.1,
+            coef_lr_shared=0.05,
+            freeze_vision=True,
+            center_visual=256,
+        )
+        small = dict(pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1))
+    else:
+        full = LessonPlan(
+            **scenes,
+            model="tiny",
+            model_overrides={"patch": 8},
+            adapt_epochs=15,
+            finetune_epochs=12,
+        )
+        small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1))
+    if not quick:
+        return full
+    return dataclasses.replace(full, quick=True, threads=1, **small)
+
+
+def work_dir(default: str | Path = "_work", plan: LessonPlan | None = None) -> Path:
+    """``$CLIP4IDC_WORK`` (else ``default``) / ``quick`` or ``full``; created if missing."""
+    plan = plan or lesson_plan()
+    path = Path(os.environ.get(WORK_ENV) or default) / plan.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------
+# data
+
+
+def _same_dataset(
+    root: Path, pairs: int, size: tuple[int, int], seed: int, val_frac: float, test_frac: float
+) -> bool:
+    """Does ``root`` hold the complete output of ``generate`` with these settings?"""
+    from ..data.synthetic.writer import make_splits
+
+    try:
+        meta = json.loads((root / "scenes.json").read_text(encoding="utf-8"))
+        splits = json.loads((root / "splits.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return (
+        meta.get("seed") == seed
+        and list(meta.get("image_size", [])) == list(size)
+        and len(meta.get("scenes", {})) == pairs
+        and splits == make_splits(pairs, seed, val_frac, test_frac)
+    )
+
+
+def synthetic_dataset(
+    root: str | Path,
+    pairs: int,
+    size: tuple[int, int] = (160, 120),
+    seed: int = 0,
+    val_frac: float = 0.1,
+    test_frac: float = 0.15,
+    workers: int = 1,
+    progress: bool = False,
+) -> Path:
+    """A synthetic CLEVR-Change set at ``root``: generated with :func:`clip4idc.data.synthetic.generate`
+    unless ``root`` already holds one with the same seed, size and number of pairs (then reused)."""
+    from ..data.synthetic import generate
+
+    root = Path(root)
+    if not _same_dataset(root, pairs, size, seed, val_frac, test_frac):
+        generate(root, pairs, size, seed, workers, val_frac, test_frac, progress)
+    return root
+
+
+def plan_dataset(plan: LessonPlan, work: Path) -> Path:
+    """The plan's synthetic dataset in ``work/synth`` (see :func:`synthetic_dataset`)."""
+    return synthetic_dataset(
+        work / "synth", plan.pairs, plan.image_size, plan.data_seed, plan.val_frac, plan.test_frac
+    )
+
+
+# ----------------------------------------------------------------------------------------------------
+# training
+
+
+def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path, **overrides: Any):
+    """A :class:`~clip4idc.training.config.TrainConfig` with the plan's sizes (every option can be overridden).
+
+    Random-init tiny models train every part at the full learning rate (``coef_lr=1``); no loader workers
+    (the images are small and cached as uint8 under ``data/.cache``); no progress bars.
+    """
+    from .train import TrainConfig
+
+    data = Path(data)
+    base: dict[str, Any] = dict(
+        stage=stage,
+        dataset="clevr",
+        data=str(data),
+        out=str(out),
+        model=plan.model,
+        model_overrides={**plan.model_overrides, "max_words": plan.max_words},
+        epochs=plan.adapt_epochs if stage == "adapt" else plan.finetune_epochs,
+        batch_size=plan.batch_size,
+        batch_size_val=64,
+        lr=plan.adapt_lr if stage == "adapt" else plan.finetune_lr,
+        coef_lr=plan.coef_lr,
+        coef_lr_shared=plan.coef_lr_shared,
+        warmup_proportion=0.1,
+        seed=0,
+        workers=0,
+        threads=plan.threads,
+        cache_dir=str(data / ".cache"),
+        progress=False,
+    )
+    if stage == "finetune":
+        base.update(freeze_vision=plan.freeze_vision, center_visual=plan.center_visual)
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def _finished(cfg) -> bool:
+    """Does ``cfg.out`` hold a finished run of exactly ``cfg``?"""
+    out = Path(cfg.out)
+    try:
+        saved = json.loads((out / "config.json").read_text())
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+    except (OSError, json.JSONDecodeError):
+        return False
+    want = json.loads(json.dumps(dataclasses.asdict(cfg)))
+    for d in (saved, want):  # an epoch-by-epoch run (train_epochs) saves its last stop_after
+        d.pop("stop_after", None)
+    done = len(lines) >= (cfg.stop_after or cfg.epochs)
+    return saved == want and done and (out / "last" / "model.safetensors").exists()
+
+
+def _model_dir(cfg) -> Path:
+    out = Path(cfg.out)
+    return out / "best" if (out / "best" / "model.safetensors").exists() else out / "last"
+
+
+def train_epochs(cfg, fresh: bool = True, quiet: bool = True) -> Iterator[dict[str, Any]]:
+    """Train ``cfg`` one epoch at a time and yield each epoch's record (``epoch``, ``train_loss``, ``val``
+    ...) as soon as it is written - for a live loss plot. Each epoch is :func:`clip4idc.training.train.train` with
+    ``stop_after`` = that epoch and ``resume`` after the first, which is bit-exact with one straight run.
+
+    ``fresh`` deletes an existing ``cfg.out`` first; ``quiet`` keeps the per-epoch log lines off stderr.
+    """
+    from .train import train
+
+    out = Path(cfg.out)
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    for epoch in range(1, cfg.epochs + 1):
+        step = dataclasses.replace(cfg, stop_after=epoch)
+        sink = io.StringIO()
+        with contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
+            result = train(step, resume=epoch > 1)
+        yield result["history"][-1]
+
+
+def ensure_trained(cfg, quiet: bool = True) -> Path:
+    """The model folder of a finished run of ``cfg`` (``best/``, else ``last/``): reused when ``cfg.out``
+    already holds exactly this run, otherwise trained from scratch there."""
+    from .train import train
+
+    if _finished(cfg):
+        print(f"reusing the finished {cfg.stage} run in {cfg.out}")
+    else:
+        out = Path(cfg.out)
+        print(f"training a {cfg.stage} run in {out} ({cfg.epochs} epochs) ...")
+        if out.exists():
+            shutil.rmtree(out)
+        sink = io.StringIO()
+        with contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
+            train(cfg)
+    return _model_dir(cfg)
+
+
+def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
+    """Where stage 1 starts: ``None`` for random weights, else a checkpoint folder. For ``start="demo"``
+    it is the bundled demo model's CLIP saved without its decoder (``work/start_demo_<hash>``), so that
+    stage 2 really trains a decoder of its own."""
+    if plan.start is None:
+        return None
+    if plan.start != "demo":
+        return Path(plan.start)
+    import hashlib
+
+    from ..weights.formats import WEIGHTS_NAME
+    from ..weights.registry import load, named_path
+
+    # named by the demo weights' hash: new bundled weights make a new start, and the runs built on the
+    # old one no longer match their configs (``init``), so they are retrained rather than reused
+    digest = hashlib.sha256((named_path("demo") / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
+    out = work / f"start_demo_{digest}"
+    if not (out / "model.safetensors").exists():
+        from ..network.model import CLIP4IDC
+        from ..weights.formats import save_pretrained
+
+        demo = load("demo")
+        clip_only = CLIP4IDC(dataclasses.replace(demo.config, decoder_layers=0))
+        clip_only.clip.load_state_dict(demo.clip.state_dict())
+        save_pretrained(clip_only, out)
+    return out
+
+
+def adapt_config(plan: LessonPlan, work: Path, **overrides: Any):
+    """Notebook 2's stage-1 :class:`~clip4idc.training.config.TrainConfig`: the plan's data, ``work/adapt``, starting
+    from :func:`start_checkpoint`."""
+    start = start_checkpoint(plan, work)
+    overrides.setdefault("init", str(start) if start else None)
+    return train_config(plan, "adapt", plan_dataset(plan, work), work / "adapt", **overrides)
+
+
+def adapted_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
+    """Notebook 2's adaptation run (:func:`adapt_config`): reused if finished, else trained now."""
+    return ensure_trained(adapt_config(plan, work, **overrides))
+
+
+def finetune_config(plan: LessonPlan, work: Path, **overrides: Any):
+    """Notebook 3's stage-2 :class:`~clip4idc.training.config.TrainConfig`: ``work/finetune``, from
+    :func:`adapted_checkpoint` (trained now if missing)."""
+    overrides.setdefault("init", str(adapted_checkpoint(plan, work)))
+    return train_config(plan, "finetune", plan_dataset(plan, work), work / "finetune", **overrides)
+
+
+def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
+    """Notebook 3's finetuning run (:func:`finetune_config`): reused if finished, else trained now
+    (adaptation first if needed)."""
+    return ensure_trained(finetune_config(plan, work, **overrides))
+
+
+def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
+    """One run of notebook 4's ablation: notebook 3's stage 2 (recipe and schedule) with ``seed``, from
+    notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without adaptation";
+    no OpenAI CLIP here). A shorter schedule would compare decoders that have not yet left the language
+    prior. The adapted run with notebook 3's seed *is* notebook 3's run folder, so it is trained once."""
+    lesson = finetune_config(plan, work)
+    if adapted and seed == lesson.seed:
+        return lesson
+    name = f"{'adapted' if adapted else 'scratch'}_seed{seed}"
+    return dataclasses.replace(
+        lesson, out=str(work / "ablation" / name), init=lesson.init if adapted else None, seed=seed
+    )
+
+
+def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):
+    """``(model, description)``: the bundled demo model when installed (and ``prefer_demo``), else the
+    tiny two-stage model of :func:`finetuned_checkpoint` (trained now if missing)."""
+    from ..weights.registry import installed as demo_installed
+    from ..weights.registry import load
+
+    if prefer_demo and demo_installed():
+        return load("demo"), "the bundled demo model"
+    path = finetuned_checkpoint(plan, work)
+    try:
+        model = load(path)
+    except Clip4idcError as err:  # pragma: no cover - a corrupt run folder; say which
+        raise Clip4idcError(f"cannot load the tiny lesson model: {err}") from None
+    return model, f"the tiny model trained on the synthetic set ({path})"

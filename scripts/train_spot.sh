@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The paper's Spot-the-Diff recipe: adaptation from OpenAI ViT-B/32, then captioning (configs/spot_*.json).
+# Needs the dataset at data/ (or pass data=DIR) and OpenAI's ViT-B-32.pt at weights/ (init= of the adaptation config).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source .venv/bin/activate
+clip4idc train --config configs/spot_adapt.json "$@"
+clip4idc train --config configs/spot_finetune.json "$@"
