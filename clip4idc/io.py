@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import fail
 
@@ -29,24 +30,50 @@ def _to_builtin(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+MAX_JSON_BYTES = 2 * 2**30  # COCO-style annotation files are a few hundred MB at most
+
+
+def open_regular(path: str | os.PathLike[str], max_bytes: int, kind: str = "file") -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file of at most ``max_bytes``.
+
+    Why: a device (``/dev/zero``), a named pipe or a symlink to either never ends or blocks. ``O_NONBLOCK``
+    keeps the open itself from blocking on a pipe, and the type is checked on the opened descriptor.
+    ``kind`` names the file in messages (``checkpoint not found``).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise fail(path, f"{kind} not found") from None
+    except PermissionError:
+        raise fail(path, "permission denied") from None
+    except OSError as err:
+        raise fail(path, f"cannot open ({err.strerror or err})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise fail(path, f"is a directory, expected a {kind}")
+        raise fail(path, "not a regular file (a device, pipe or socket): refused")
+    if info.st_size > max_bytes:
+        os.close(fd)
+        raise fail(path, f"file is {info.st_size:,} bytes, more than the {max_bytes:,} a {kind} may have")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Load a JSON file; any failure becomes one ``<path>: <problem>`` error line.
 
     Malformed JSON reports the line and column of the first problem so the user can fix it by hand.
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise fail(p, "file not found") from None
-    except IsADirectoryError:
-        raise fail(p, "is a directory, expected a JSON file") from None
-    except PermissionError:
-        raise fail(p, "permission denied") from None
-    except UnicodeDecodeError as err:
-        raise fail(p, f"not UTF-8 text (byte {err.start})") from None
-    except OSError as err:
-        raise fail(p, f"cannot read file ({err.strerror or err})") from None
+    with open_regular(p, MAX_JSON_BYTES, "JSON file") as fh:
+        try:
+            text = fh.read().decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise fail(p, f"not UTF-8 text (byte {err.start})") from None
+        except OSError as err:
+            raise fail(p, f"cannot read file ({err.strerror or err})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

@@ -468,3 +468,12 @@ def test_caption_inputs_are_checked() -> None:
     array = np.asarray(clip4idc.load_image(before))
     assert model.caption(array, after) == model.caption(before, after)
     assert len(model.caption([before, array], [after, after])) == 2
+
+
+def test_json_inputs_are_regular_files_too(corpus: dict[str, Path], tmp_path: Path) -> None:
+    """A pipe or a device given as predictions or a config fails at once instead of blocking forever."""
+    for path in (corpus["fifo"], corpus["dev_zero"]):
+        rc, _, err = _cli(["score", str(path), str(path)])
+        assert rc == 2 and "not a regular file" in err and len(err.strip().splitlines()) == 1, err
+        rc, _, err = _cli(["train", "--config", str(path)])
+        assert rc == 2 and "not a regular file" in err, err

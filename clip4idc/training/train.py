@@ -29,10 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..errors import Clip4idcError, fail
-from ..io import check_writable_folder, write_json_atomic
+from ..io import check_writable_folder, open_regular, write_json_atomic
 from ..network.model import CLIP4IDC, contrastive_loss
 from ..precision import autocast, resolve_precision
-from ..weights.formats import load_into, read_state_dict, save_pretrained
+from ..weights.formats import MAX_CHECKPOINT_BYTES, load_into, read_state_dict, save_pretrained
 from .config import TrainConfig, model_config
 from .guidance import change_target, guidance_loss
 from .optim import build_optimizer
@@ -345,9 +345,7 @@ def save_checkpoint(path: Path, **state: Any) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """The run checkpoint, read as data like any other checkpoint (nothing in it runs)."""
-    from ..weights.formats import open_regular
-
-    with open_regular(path) as fh:
+    with open_regular(path, MAX_CHECKPOINT_BYTES, "run checkpoint") as fh:
         try:
             state = torch.load(fh, map_location="cpu", weights_only=True)
         except Exception as err:

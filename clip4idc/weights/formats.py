@@ -19,15 +19,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import stat
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO
 
 import torch
 
 from ..errors import fail
+from ..io import open_regular
 from ..network.config import ModelConfig, infer_config
 from ..network.model import CLIP4IDC, TIED_KEYS
 from .archive import ArchiveError, read_archive
@@ -43,32 +42,6 @@ PAIR_KEYS = (
 )
 OPENAI_INT_ENTRIES = ("input_resolution", "context_length", "vocab_size")
 MAX_CHECKPOINT_BYTES = 8 * 2**30  # the largest OpenAI CLIP file (ViT-L/14@336px) is under 1 GB
-
-
-def open_regular(path: Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> IO[bytes]:
-    """Open ``path`` for reading only if it is a regular file of at most ``max_bytes``.
-
-    Why: a device (``/dev/zero``), a named pipe or a symlink to either never ends or blocks; ``O_NONBLOCK``
-    keeps the open itself from blocking on a pipe, and the type is checked on the opened descriptor.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
-        raise fail(path, "checkpoint not found") from None
-    except PermissionError:
-        raise fail(path, "permission denied") from None
-    except OSError as err:
-        raise fail(path, f"cannot open ({err.strerror or err})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise fail(path, "not a regular file (a device, pipe or socket): refused")
-    if info.st_size > max_bytes:
-        os.close(fd)
-        raise fail(path, f"file is {info.st_size:,} bytes, more than the {max_bytes:,} a checkpoint may have")
-    if hasattr(os, "set_blocking"):
-        os.set_blocking(fd, True)
-    return os.fdopen(fd, "rb")
 
 
 def _torch_load_problem(err: Exception) -> str:
@@ -94,7 +67,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if not weights.exists():
             raise fail(path, f"directory has no {WEIGHTS_NAME} (expected a save_pretrained directory)")
         path = weights
-    with open_regular(path) as fh:
+    with open_regular(path, MAX_CHECKPOINT_BYTES, "checkpoint") as fh:
         if path.suffix == ".safetensors":
             from safetensors import SafetensorError
             from safetensors.torch import load as load_safetensors
