@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("lessons", REPO / "notebooks" / "lessons.py")
 lessons = importlib.util.module_from_spec(_spec)
+sys.modules["lessons"] = lessons  # as the notebooks import it (its dataclasses look their module up)
 _spec.loader.exec_module(lessons)
 
 

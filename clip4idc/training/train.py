@@ -211,6 +211,8 @@ def validate_captions(
 
 @dataclass(frozen=True)
 class StageParts:
+    """A stage's own parts; its options and defaults are its group of the config (``cfg.options``)."""
+
     loss: type[AdaptLoss] | type[CaptionLoss]  # built as loss(model, dist, the stage's option group)
     dataset: type[AdaptationDataset] | type[CaptionDataset]  # given the group's dataset_options()
     validate: Callable[[CLIP4IDC, Any, TrainConfig, torch.device, str], dict[str, Any]]
