@@ -19,7 +19,7 @@ import torch
 import clip4idc
 from clip4idc.precision import autocast, cpu_has_native_bf16
 from clip4idc.training.optim import build_optimizer
-from clip4idc.training.train import Dist, StageLoss
+from clip4idc.training.train import STAGE_PARTS, Dist
 
 
 def batch_for(stage: str, cfg: clip4idc.ModelConfig, n: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -47,7 +47,7 @@ def measure(
     overrides = {"decoder_layers": 0} if stage == "adapt" else {}
     model = clip4idc.build_model(args.model, **overrides).to(device).train()
     opt, sched = build_optimizer(model, 1e-4, 1e-3, 0.01, 0.1, 100)
-    step = StageLoss(model, stage, Dist())
+    step = STAGE_PARTS[stage].loss(model, Dist())
     if compiled:
         step = torch.compile(step)
     batch = batch_for(stage, model.config, args.batch, device)

@@ -4,7 +4,8 @@
     python notebooks/build_notebooks.py --check  # exit 1 if a notebook differs from its source here
 
 Keeping the cells here makes review and diffs readable; the .ipynb files are what people open. Every
-computation in a cell is a call into the ``clip4idc`` library - the notebooks only glue and plot.
+computation in a cell is a call into the ``clip4idc`` library - the notebooks only glue and plot; the glue
+they share (sizes, data, the runs they build on each other) is ``lessons.py`` beside them.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ SETUP = code(
     from matplotlib.figure import Figure
 
     import clip4idc
-    from clip4idc.training import recipes
+    import lessons  # notebooks/lessons.py: the sizes, data and runs these notebooks share
 
-    plan = recipes.lesson_plan()            # CLIP4IDC_QUICK=1 gives the small CI sizes
-    work = recipes.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
+    plan = lessons.lesson_plan()            # CLIP4IDC_QUICK=1 gives the small CI sizes
+    work = lessons.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
     if plan.threads:
         torch.set_num_threads(plan.threads)  # tiny models: one thread is fastest on a busy CPU
     print(f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
@@ -54,10 +55,11 @@ SETUP = code(
 
 SETUP_MD = md(
     """
-    **Setup.** `recipes.lesson_plan()` holds every size used below; with `CLIP4IDC_QUICK=1` in the
-    environment everything shrinks so that the notebook runs in about a minute (that is what CI runs).
-    Scratch files go to `notebooks/_work/` (git-ignored) or to `$CLIP4IDC_WORK`. We draw with matplotlib's
-    object-oriented API (`Figure`), so a figure shows exactly once, where `display(fig)` or a cell's last
+    **Setup.** `lessons.lesson_plan()` (`notebooks/lessons.py`, beside these notebooks) holds every size
+    used below; with `CLIP4IDC_QUICK=1` in the environment everything shrinks so that the notebook runs in
+    about a minute (that is what CI runs). Scratch files go to `notebooks/_work/` (git-ignored) or to
+    `$CLIP4IDC_WORK`. We draw with matplotlib's object-oriented API (`Figure`), so a figure shows exactly
+    once, where `display(fig)` or a cell's last
     line puts it.
     """
 )
@@ -414,7 +416,7 @@ NB02 = [
         """
         from clip4idc.data import AdaptationDataset, load_pairs
 
-        data = recipes.plan_dataset(plan, work)  # notebook 1's set (generated now if missing)
+        data = lessons.plan_dataset(plan, work)  # notebook 1's set (generated now if missing)
         test_pairs = load_pairs(data, "clevr", "test")
         cfg = clip4idc.get_config(plan.model, **plan.model_overrides)
         print({k: getattr(cfg, k) for k in ("resolution", "patch", "vision_width", "vision_layers",
@@ -562,26 +564,26 @@ NB02 = [
         `clip4idc.training.train.train(TrainConfig(stage="adapt", ...))` is the whole stage: it builds the model
         (no decoder yet), samples batches, steps the optimiser (BertAdam with warm-up, as the original),
         validates retrieval R@1 after every epoch and keeps the best epoch's model in `best/`.
-        `recipes.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly),
+        `lessons.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly),
         so we can redraw the curves as they come in.
 
         **Where it starts.** Real CLIP4IDC runs start from OpenAI's pretrained CLIP (`init=ViT-B-32.pt`).
         Nothing can be downloaded here, so when the bundled demo model is installed its CLIP - trained from
-        scratch on 15,000 synthetic scenes, decoder removed - plays that part (`recipes.start_checkpoint`),
+        scratch on 15,000 synthetic scenes, decoder removed - plays that part (`lessons.start_checkpoint`),
         and stage 1 adapts it gently to this notebook's scenes. Without the demo model the lesson starts
         from random weights (the tiny model), which runs but learns little in minutes.
         """
     ),
     code(
         """
-        adapt_cfg = recipes.adapt_config(plan, work)
+        adapt_cfg = lessons.adapt_config(plan, work)
         print({k: getattr(adapt_cfg, k) for k in ("init", "epochs", "batch_size", "lr", "warmup_proportion", "weight_decay")})
 
         fig = Figure(figsize=(10, 3.4))
         ax_loss, ax_r = fig.subplots(1, 2)
         handle = display(fig, display_id=True)
         history, t0 = [], time.time()
-        for record in recipes.train_epochs(adapt_cfg):
+        for record in lessons.train_epochs(adapt_cfg):
             history.append(record)
             epochs = [h["epoch"] for h in history]
             ax_loss.clear()
@@ -625,7 +627,7 @@ NB02 = [
         test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution, max_words=plan.max_words)
         captions = [p.captions for p in test_set.pairs]
         rows = []
-        start = recipes.start_checkpoint(plan, work)
+        start = lessons.start_checkpoint(plan, work)
         compared = [("untrained", model)] + ([("start (before stage 1)", clip4idc.load(start))] if start else [])
         for name, m in compared + [("adapted", adapted)]:
             sim, text_to_pair = inference.retrieval_similarity(m, test_set, captions, plan.max_words)
@@ -767,8 +769,8 @@ NB03 = [
         from clip4idc.evaluation.results import examples_per_type, format_rows
         from clip4idc.data import load_pairs
 
-        data = recipes.plan_dataset(plan, work)
-        adapted = recipes.adapted_checkpoint(plan, work)  # notebook 2's run (trained now if missing)
+        data = lessons.plan_dataset(plan, work)
+        adapted = lessons.train_or_reuse(lessons.adapt_config(plan, work))  # notebook 2's run (trained now if missing)
         test_pairs = load_pairs(data, "clevr", "test")
         print("adapted checkpoint:", adapted)
         """
@@ -868,15 +870,15 @@ NB03 = [
     ),
     code(
         """
-        ft_cfg = recipes.finetune_config(plan, work)  # from notebook 2's checkpoint (`adapted`)
-        print({k: getattr(ft_cfg, k) for k in ("epochs", "batch_size", "lr", "freeze_vision", "center_visual", "select_metric")})
+        ft_cfg = lessons.finetune_config(plan, work, init=adapted)  # from notebook 2's checkpoint
+        print({k: getattr(ft_cfg, k) for k in ("epochs", "batch_size", "lr", "select_metric", "finetune")})
         samples = [ps[0] for ps in examples_per_type(test_pairs, per_type=1).values()]
 
         fig = Figure(figsize=(10, 3.4))
         ax_loss, ax_val = fig.subplots(1, 2)
         handle = display(fig, display_id=True)
         history, captions_by_epoch, t0 = [], [], time.time()
-        for record in recipes.train_epochs(ft_cfg):
+        for record in lessons.train_epochs(ft_cfg):
             history.append(record)
             snapshot = clip4idc.load(Path(ft_cfg.out) / "last")
             captions_by_epoch.append(snapshot.caption([p.before for p in samples], [p.after for p in samples]))
@@ -992,7 +994,7 @@ NB04 = [
         from clip4idc.evaluation.evaluate import evaluate
         from clip4idc.evaluation.results import format_summary
 
-        data = recipes.plan_dataset(plan, work)
+        data = lessons.plan_dataset(plan, work)
         test_pairs = load_pairs(data, "clevr", "test")
         """
     ),
@@ -1057,7 +1059,7 @@ NB04 = [
     ),
     code(
         """
-        model, description = recipes.lesson_model(plan, work)
+        model, description = lessons.demo_or_trained_model(plan, work)
         print("evaluating", description)
         metrics = evaluate(model, data, split="test", out=work / "eval")
         print(format_summary(metrics))
@@ -1123,7 +1125,7 @@ NB04 = [
         one (here there are no OpenAI CLIP weights, so "without adaptation" means a random encoder), each
         with several seeds. A difference smaller than the seed spread is not a difference.
 
-        Both arms get notebook 3's full finetuning schedule (`recipes.ablation_config`): a fresh decoder needs
+        Both arms get notebook 3's full finetuning schedule (`lessons.ablation_config`): a fresh decoder needs
         about that many epochs to leave the language prior ("there is no change" for everything), and an arm
         stopped before that would compare two unfinished decoders - a short ablation can even show the
         opposite of the truth. The adapted arm with notebook 3's seed *is* notebook 3's run and is reused, so
@@ -1138,13 +1140,15 @@ NB04 = [
     code(
         """
         keys = ["CIDEr", "BLEU_4", "METEOR", "ROUGE_L", "type_accuracy", "R@1"]
+        adapted = lessons.train_or_reuse(lessons.adapt_config(plan, work))  # notebook 2's run
+        lesson = lessons.finetune_config(plan, work, init=adapted)  # notebook 3's recipe
         arms = {"with adaptation": True, "without adaptation": False}
         runs = {arm: [] for arm in arms}
         t0 = time.time()
         for seed in plan.seeds:
             for arm, adapted in arms.items():
-                cfg = recipes.ablation_config(plan, work, adapted=adapted, seed=seed)
-                m = clip4idc.load(recipes.ensure_trained(cfg))
+                cfg = lessons.ablation_config(lesson, work, adapted=adapted, seed=seed)
+                m = clip4idc.load(lessons.train_or_reuse(cfg))
                 runs[arm].append(evaluate(m, data, split="test", baseline=False, pointing=False))
         print(f"{len(plan.seeds)} seeds x 2 arms, {plan.finetune_epochs} finetuning epochs each, in {time.time() - t0:.0f} s")
         spread = {arm: seed_spread(r, keys) for arm, r in runs.items()}
@@ -1217,8 +1221,8 @@ NB05 = [
         from clip4idc.data import load_pairs
         from clip4idc.data.synthetic import change_boxes, load_scenes
 
-        data = recipes.plan_dataset(plan, work)
-        model, description = recipes.lesson_model(plan, work)
+        data = lessons.plan_dataset(plan, work)
+        model, description = lessons.demo_or_trained_model(plan, work)
         test_pairs = load_pairs(data, "clevr", "test")
         scenes = load_scenes(data)
         print("model:", description, f"- a {model.config.grid}x{model.config.grid} patch grid per image")

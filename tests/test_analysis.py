@@ -1,9 +1,7 @@
-"""Error-analysis helpers (clip4idc.evaluation.results) and the tutorial recipes (clip4idc.recipes)."""
+"""Error-analysis helpers (clip4idc.evaluation.results, clip4idc.evaluation.probes)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 
 import pytest
@@ -14,7 +12,6 @@ from clip4idc.data import Pair
 from clip4idc.errors import Clip4idcError
 from clip4idc.evaluation import probes, results
 from clip4idc.explanation import pointing
-from clip4idc.training import recipes
 
 
 def _pair(pid: str, typ: str) -> Pair:
@@ -143,96 +140,6 @@ def test_score_candidates_rewards_the_right_caption():
         assert scores["right"][metric] > scores["wrong"][metric], metric
     with pytest.raises(Clip4idcError):
         results.score_candidates("zz", {"x": "y"}, refs)
-
-
-# ------------------------------------------------------------------------------------------- recipes
-
-
-def test_quick_mode_and_plans(monkeypatch, tmp_path):
-    monkeypatch.setenv(recipes.QUICK_ENV, "1")
-    assert recipes.quick_mode() and recipes.lesson_plan().quick
-    monkeypatch.setenv(recipes.QUICK_ENV, "0")
-    assert not recipes.quick_mode()
-    quick, full = recipes.lesson_plan(True), recipes.lesson_plan(False)
-    assert quick.pairs < full.pairs and quick.finetune_epochs <= full.finetune_epochs
-    monkeypatch.setenv(recipes.WORK_ENV, str(tmp_path / "w"))
-    assert recipes.work_dir("ignored", quick) == tmp_path / "w" / "quick"
-    assert (tmp_path / "w" / "quick").is_dir()
-
-
-@pytest.fixture(scope="module")
-def tiny_synth(tmp_path_factory):
-    root = tmp_path_factory.mktemp("recipes") / "synth"
-    return recipes.synthetic_dataset(root, 20, (64, 48), seed=1, val_frac=0.2, test_frac=0.2)
-
-
-def test_synthetic_dataset_is_reused_only_when_identical(tiny_synth):
-    stamp = (tiny_synth / "scenes.json").stat().st_mtime_ns
-    recipes.synthetic_dataset(tiny_synth, 20, (64, 48), seed=1, val_frac=0.2, test_frac=0.2)
-    assert (tiny_synth / "scenes.json").stat().st_mtime_ns == stamp
-    assert not recipes._same_dataset(tiny_synth, 20, (64, 48), 2, 0.2, 0.2)
-    assert not recipes._same_dataset(tiny_synth, 20, (64, 48), 1, 0.1, 0.2)
-    assert not recipes._same_dataset(tiny_synth, 21, (64, 48), 1, 0.2, 0.2)
-
-
-def test_train_epochs_then_ensure_trained_reuses_the_run(tiny_synth, tmp_path):
-    plan = recipes.lesson_plan(True)
-    cfg = recipes.train_config(
-        plan, "adapt", tiny_synth, tmp_path / "adapt", epochs=2, batch_size=4, threads=None
-    )
-    records = list(recipes.train_epochs(cfg))
-    assert [r["epoch"] for r in records] == [1, 2]
-    assert all("train_loss" in r and "val" in r for r in records)
-    stamp = (tmp_path / "adapt" / "checkpoint.pt").stat().st_mtime_ns
-    path = recipes.ensure_trained(cfg)  # an epoch-by-epoch run counts as finished
-    assert path == tmp_path / "adapt" / "best"
-    assert (tmp_path / "adapt" / "checkpoint.pt").stat().st_mtime_ns == stamp
-    other = recipes.train_config(
-        plan, "adapt", tiny_synth, tmp_path / "adapt", epochs=1, batch_size=4, threads=None
-    )
-    recipes.ensure_trained(other)  # a different config retrains from scratch
-    lines = (tmp_path / "adapt" / "metrics.jsonl").read_text().splitlines()
-    assert len(lines) == 1 and json.loads(lines[0])["epoch"] == 1
-
-
-def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
-    """Both arms run notebook 3's recipe and schedule; the adapted arm with notebook 3's seed is notebook
-    3's own run (trained once), the other arm starts from random weights."""
-    for quick in (True, False):
-        plan = recipes.lesson_plan(quick)
-        work = tmp_path / plan.name
-        monkeypatch.setattr(recipes, "plan_dataset", lambda plan, work: work / "synth")
-        monkeypatch.setattr(recipes, "adapted_checkpoint", lambda plan, work: work / "adapt" / "best")
-        lesson = recipes.finetune_config(plan, work)
-        assert lesson.init == str(work / "adapt" / "best")
-        assert recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed) == lesson
-        other = recipes.ablation_config(plan, work, adapted=True, seed=lesson.seed + 1)
-        scratch = recipes.ablation_config(plan, work, adapted=False, seed=lesson.seed)
-        assert other.init == lesson.init and scratch.init is None
-        assert len({lesson.out, other.out, scratch.out}) == 3
-        for cfg in (other, scratch):
-            assert cfg.epochs == plan.finetune_epochs and cfg.freeze_vision == lesson.freeze_vision
-            assert cfg.lr == lesson.lr and cfg.batch_size == lesson.batch_size
-
-
-def test_demo_start_is_named_by_the_demo_weights(monkeypatch, tmp_path):
-    """Lessons start from the demo's CLIP in a folder named by the demo weights' hash, so new bundled
-    weights give a new start (and a new ``init`` for every run built on it) instead of a stale reuse."""
-    from clip4idc.weights import registry as checkpoint
-
-    plan = recipes.lesson_plan(True)
-    assert plan.start == "demo"  # the demo weights ship with the package
-    first = recipes.start_checkpoint(plan, tmp_path)
-    assert first.name.startswith("start_demo_") and (first / "model.safetensors").exists()
-    assert recipes.start_checkpoint(plan, tmp_path) == first
-    fake = tmp_path / "weights" / "demo"
-    fake.mkdir(parents=True)
-    (fake / checkpoint.WEIGHTS_NAME).write_bytes(b"other weights")
-    monkeypatch.setattr(checkpoint, "WEIGHTS_DIR", tmp_path / "weights")
-    digest = hashlib.sha256(b"other weights").hexdigest()[:10]
-    (tmp_path / f"start_demo_{digest}").mkdir()
-    (tmp_path / f"start_demo_{digest}" / checkpoint.WEIGHTS_NAME).write_bytes(b"")
-    assert recipes.start_checkpoint(plan, tmp_path) == tmp_path / f"start_demo_{digest}" != first
 
 
 def test_attribute_accuracy_reads_the_named_values():

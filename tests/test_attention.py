@@ -197,6 +197,7 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     model = tiny_model(48, 16, max_words=4)
     out = A.pointing_game(model, None, tmp_path, batch_size=2)
     assert out["n"] == 5 and sum(out["counts"].values()) == 5
+    assert sorted(out["captions"]) == ["0", "1", "2", "3", "4"]  # each played scene's greedy caption
     assert set(out["per_type"]) == {"color", "material", "add", "drop", "move"}
     assert all(0.0 <= v <= 100.0 for v in out["per_type"].values()) and 0.0 <= out["overall"] <= 100.0
     some = A.pointing_game(model, ["CLEVR_default_000001.png", 2, {"id": "3"}, "4_n"], tmp_path)
@@ -211,8 +212,8 @@ def test_pointing_game_on_synthetic_scenes(tmp_path) -> None:
     assert 0.0 < out["chance"] < 100.0
     alone = {}
     for method in ("difference", "pixels"):
-        written: dict[str, str] = {}
-        other = A.pointing_game(model, None, tmp_path, batch_size=2, method=method, captions=written)
+        other = A.pointing_game(model, None, tmp_path, batch_size=2, method=method)
+        written = other["captions"]
         assert other["n"] == 5 and other["chance"] == out["chance"] and not written
         assert 0.0 <= other["overall"] <= 100.0
         alone[method] = {k: other[k] for k in ("overall", "per_type")}

@@ -53,7 +53,7 @@ def pipeline(tmp_path_factory) -> dict:
                 "--out",
                 str(tmp / "finetune"),
                 f"init={tmp / 'adapt' / 'last'}",
-                "freeze_vision=true",  # as the demo recipe's stage 2 (see projects/demo_model/configs/finetune.json)
+                "finetune.freeze_vision=true",  # as the demo recipe's stage 2 (see projects/demo_model/configs/finetune.json)
                 *common,
             ]
         )

@@ -18,6 +18,7 @@ from clip4idc.data.rewrite import (
 )
 from clip4idc.data.synthetic import generate
 from clip4idc.evaluation.change_types import classify_change
+from clip4idc.training.config import AdaptOptions
 from clip4idc.training.train import Dist, GlobalBatchSampler, TrainConfig
 
 
@@ -92,10 +93,10 @@ def test_sampler_keeps_groups_adjacent_and_is_unchanged_without_them():
 
 def test_reverse_twins_is_for_stage_1_only():
     with pytest.raises(ValueError, match="reverse_twins, type_negatives and unchanged_negatives"):
-        TrainConfig(stage="finetune", reverse_twins=True)
+        TrainConfig(stage="finetune", adapt=AdaptOptions(reverse_twins=True))
     with pytest.raises(ValueError, match="are for stage adapt"):
-        TrainConfig(stage="finetune", type_negatives=2)
-    assert TrainConfig(stage="adapt", reverse_twins=True).reverse_twins
+        TrainConfig(stage="finetune", adapt=AdaptOptions(type_negatives=2))
+    assert TrainConfig(stage="adapt", adapt=AdaptOptions(reverse_twins=True)).adapt.reverse_twins
 
 
 def test_direction_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):
@@ -152,7 +153,7 @@ def test_type_negative_items(synth):
         assert torch.equal(item["before"], same["before"]) and torch.equal(item["after"], same["after"])
     assert "neg_text_ids" not in AdaptationDataset(pairs, train=False, resolution=32, type_negatives=3)[0]
     with pytest.raises(ValueError, match="type_negatives must be 0-4"):
-        TrainConfig(stage="adapt", type_negatives=5)
+        TrainConfig(stage="adapt", adapt=AdaptOptions(type_negatives=5))
 
 
 def test_unchanged_negative_items(synth):
@@ -183,7 +184,7 @@ def test_unchanged_negative_items(synth):
         not in AdaptationDataset(pairs, train=False, resolution=32, unchanged_negatives=True)[0]
     )
     with pytest.raises(ValueError, match="unchanged_negatives are for stage adapt"):
-        TrainConfig(stage="finetune", unchanged_negatives=True)
+        TrainConfig(stage="finetune", adapt=AdaptOptions(unchanged_negatives=True))
 
 
 def test_counterfactual_accuracy_scores_an_oracle_and_an_anti_oracle(synth, monkeypatch):

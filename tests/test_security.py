@@ -338,7 +338,9 @@ def test_resume_checks_settings_before_writing(synth: Path, tmp_path: Path) -> N
     rc, _, err = _cli(["train", f"data={synth}", f"out={out}", *TINY_RUN])
     assert rc == 0, err
     config = (out / "config.json").read_bytes()
-    for change, name in (("model.vision_width=128", "model_overrides"), ("lr=5e-2", "lr")):
+    changes = [("model.vision_width=128", "model_overrides"), ("lr=5e-2", "lr")]
+    changes.append(("adapt.type_negatives=1", "adapt.type_negatives (0 -> 1)"))  # a stage's option, by name
+    for change, name in changes:
         rc, _, err = _cli(["train", "--out", str(out), "--resume", change])
         assert rc == 2 and len(err.strip().splitlines()) == 1 and f"changed {name}" in err, err
         assert (out / "config.json").read_bytes() == config  # nothing was written

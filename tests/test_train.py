@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -11,7 +12,9 @@ import torch.multiprocessing as mp
 
 import clip4idc
 from clip4idc.errors import Clip4idcError
-from clip4idc.training.train import Dist, GlobalBatchSampler, StageLoss, TrainConfig, train
+from clip4idc.training.config import AdaptOptions, FinetuneOptions
+from clip4idc.training.losses import AdaptLoss, CaptionLoss
+from clip4idc.training.train import STAGE_PARTS, Dist, GlobalBatchSampler, TrainConfig, train
 from clip4idc.weights.formats import read_state_dict as read_weights
 
 TINY = clip4idc.get_config("tiny").to_dict()
@@ -90,6 +93,37 @@ def test_config_file_and_overrides(tmp_path):
         TrainConfig.from_file(bad, [])
 
 
+def test_stage_options_nest_in_their_group(tmp_path):
+    """A stage's options sit in its group: a base's group merges key by key, ``GROUP.KEY`` overrides reach
+    into it, a stage option given at the top level names its group, and the other stage's group is refused."""
+    (tmp_path / "base.json").write_text(
+        json.dumps({"stage": "finetune", "finetune": {"freeze_vision": True, "no_change_weight": 0.5}})
+    )
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"base": "base.json", "finetune": {"no_change_weight": 0.25}}))
+    cfg = TrainConfig.from_file(path, ["finetune.attention_guidance=0.5"])
+    assert cfg.finetune == FinetuneOptions(freeze_vision=True, no_change_weight=0.25, attention_guidance=0.5)
+    assert cfg.options is cfg.finetune and cfg.adapt == AdaptOptions()
+    assert TrainConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg  # config.json
+    with pytest.raises(Clip4idcError, match=r"'attention_guidance \(a finetune option: finetune.attention"):
+        TrainConfig.from_file(path, ["attention_guidance=1"])
+    with pytest.raises(Clip4idcError, match="c.json: adapt.type_negatives set for stage finetune"):
+        TrainConfig.from_file(path, ["adapt.type_negatives=2"])
+    with pytest.raises(Clip4idcError, match="override 'finetune.freeze_vision=maybe'"):
+        TrainConfig.from_file(path, ["finetune.freeze_vision=maybe"])
+    with pytest.raises(Clip4idcError, match="unknown training option 'finetune.lr'"):
+        TrainConfig.from_file(path, ["finetune.lr=1"])
+    flat = tmp_path / "flat.json"
+    flat.write_text(json.dumps({"stage": "finetune", "freeze_vision": True, "adapt": []}))
+    with pytest.raises(Clip4idcError, match="flat.json: adapt must be a JSON object"):
+        TrainConfig.from_file(flat, [])
+    flat.write_text(json.dumps({"stage": "finetune", "freeze_vision": True, "finetune": {"beam": 2}}))
+    with pytest.raises(
+        Clip4idcError, match=r"unknown training options: finetune.beam, freeze_vision \(a fine"
+    ):
+        TrainConfig.from_file(flat, [])
+
+
 def test_sampler_shards_global_batches():
     one = list(GlobalBatchSampler(10, 4, Dist(), 1, seed=1))
     shards = [list(GlobalBatchSampler(10, 4, Dist(rank=r, world=2), 1, seed=1)) for r in range(2)]
@@ -134,7 +168,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
     )
     model = _model(stage)
     step = torch.nn.parallel.DistributedDataParallel(
-        StageLoss(model, stage.split("_")[0], Dist(rank, world)),
+        STAGE_PARTS[stage.split("_")[0]].loss(model, Dist(rank, world)),
         find_unused_parameters=stage.startswith("finetune"),
     )
     half = {k: v[rank * 2 : rank * 2 + 2] for k, v in _batch(stage).items()}
@@ -148,7 +182,7 @@ def _ddp_worker(rank: int, world: int, init_file: str, stage: str, out: str) -> 
 @pytest.mark.parametrize("stage", ["adapt", "adapt_negatives", "adapt_unchanged", "finetune"])
 def test_two_gloo_processes_equal_one(tmp_path, stage):
     model = _model(stage)
-    loss = StageLoss(model, stage.split("_")[0], Dist())(_batch(stage))
+    loss = STAGE_PARTS[stage.split("_")[0]].loss(model, Dist())(_batch(stage))
     loss.backward()
     mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), stage, str(tmp_path)), nprocs=2, join=True)
     for rank in range(2):
@@ -170,7 +204,7 @@ def test_type_negatives_extend_each_pairs_pair_to_text_row():
     import torch.nn.functional as F
 
     model, batch = _model("adapt"), _batch("adapt_negatives")
-    got = StageLoss(model, "adapt", Dist())(batch)
+    got = AdaptLoss(model, Dist())(batch)
     with torch.no_grad():
         pair = model.encode_pair(batch["before"], batch["after"]).pooled
         text, _ = model.encode_text(batch["text_ids"])
@@ -182,7 +216,7 @@ def test_type_negatives_extend_each_pairs_pair_to_text_row():
                 [logits[:, i], model.retrieval_logits(model.encode_text(negs)[0], pair[i : i + 1])[:, 0]]
             )
             want = want + F.cross_entropy(row[None], torch.tensor([i])) / 8
-        plain = StageLoss(model, "adapt", Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
+        plain = AdaptLoss(model, Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
     assert torch.allclose(got, want, atol=1e-5)
     assert got > plain  # extra negatives can only add to the pair→text loss
 
@@ -193,7 +227,7 @@ def test_unchanged_negatives_extend_each_texts_text_to_pair_row():
     import torch.nn.functional as F
 
     model, batch = _model("adapt"), _batch("adapt_unchanged")
-    got = StageLoss(model, "adapt", Dist())(batch)
+    got = AdaptLoss(model, Dist())(batch)
     with torch.no_grad():
         pair = model.encode_pair(batch["before"], batch["after"]).pooled
         still = model.encode_pair(batch["still_before"], batch["still_after"]).pooled
@@ -204,7 +238,7 @@ def test_unchanged_negatives_extend_each_texts_text_to_pair_row():
         for i in range(4):  # text i against the 4 batch pairs, then the 4 unchanged pairs
             row = torch.cat([logits[i], model.retrieval_logits(text[i : i + 1], still)[0]])
             want = want + F.cross_entropy(row[None], targets[i : i + 1]) / 8
-        plain = StageLoss(model, "adapt", Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
+        plain = AdaptLoss(model, Dist())({k: batch[k] for k in ("before", "after", "text_ids")})
     assert torch.allclose(got, want, atol=1e-5)
     assert got > plain  # extra negatives can only add to the text→pair loss
 
@@ -233,12 +267,12 @@ def test_no_change_weight_scales_the_no_change_caption_term():
             batch["nc_decoder_mask"],
         )
         for weight in (1.0, 0.3, 0.0):
-            got = StageLoss(model, "finetune", Dist(), no_change_weight=weight)(batch)
+            got = CaptionLoss(model, Dist(), FinetuneOptions(no_change_weight=weight))(batch)
             assert torch.allclose(got, change + weight * still, atol=1e-6), weight
     with pytest.raises(ValueError, match="stage finetune"):
-        TrainConfig(stage="adapt", no_change_weight=0.5)
+        TrainConfig(stage="adapt", finetune=FinetuneOptions(no_change_weight=0.5))
     with pytest.raises(ValueError, match="at least 0"):
-        TrainConfig(stage="finetune", no_change_weight=-1.0)
+        TrainConfig(stage="finetune", finetune=FinetuneOptions(no_change_weight=-1.0))
 
 
 def test_attention_guidance_adds_its_weighted_kl_on_the_change_pairs():
@@ -262,12 +296,12 @@ def test_attention_guidance_adds_its_weighted_kl_on_the_change_pairs():
         kl = guidance_loss(crosses, batch["output_ids"], target, valid, cfg.grid)
         assert bool(valid.all()) and kl > 0
         for weight in (0.0, 0.5, 2.0):
-            got = StageLoss(model, "finetune", Dist(), attention_guidance=weight)(batch)
+            got = CaptionLoss(model, Dist(), FinetuneOptions(attention_guidance=weight))(batch)
             assert torch.allclose(got, caption + weight * kl, atol=1e-6), weight
     with pytest.raises(ValueError, match="stage finetune"):
-        TrainConfig(stage="adapt", attention_guidance=1.0)
+        TrainConfig(stage="adapt", finetune=FinetuneOptions(attention_guidance=1.0))
     with pytest.raises(ValueError, match="at least 0"):
-        TrainConfig(stage="finetune", attention_guidance=-1.0)
+        TrainConfig(stage="finetune", finetune=FinetuneOptions(attention_guidance=-1.0))
 
 
 def test_caption_log_likelihood_sums_each_captions_token_log_probs():
@@ -333,7 +367,12 @@ def test_finetune_with_centred_frozen_vision(synth, tmp_path):
     clip4idc.save_pretrained(clip4idc.build_model("tiny", max_words=20), init)
     train(
         run_cfg(
-            synth, tmp_path / "ft", "finetune", init=str(init), center_visual=16, freeze_vision=True, epochs=1
+            synth,
+            tmp_path / "ft",
+            "finetune",
+            init=str(init),
+            finetune=FinetuneOptions(center_visual=16, freeze_vision=True),
+            epochs=1,
         )
     )
     before, after = read_weights(init), read_weights(tmp_path / "ft" / "last")
@@ -348,9 +387,13 @@ def test_compiled_step_trains_the_same_model(synth, tmp_path, stage):
     """``compile=True`` runs the same maths through fused kernels: one epoch lands on the eager run's
     weights up to float rounding, and the checkpoint keeps the model's own keys. (Compiled dropout draws
     other random numbers than eager dropout, so the decoder's dropout is off here.)"""
-    kw: dict = dict(epochs=1, type_negatives=2)
+    kw: dict = dict(epochs=1, adapt=AdaptOptions(type_negatives=2))
     if stage == "finetune":
-        kw = dict(epochs=1, attention_guidance=1.0, model_overrides={"decoder_dropout": 0.0})
+        kw = dict(
+            epochs=1,
+            finetune=FinetuneOptions(attention_guidance=1.0),
+            model_overrides={"decoder_dropout": 0.0},
+        )
     from torch._dynamo.utils import counters
 
     train(run_cfg(synth, tmp_path / "eager", stage, **kw))

@@ -161,10 +161,10 @@ def _pointing(
     dataset: str,
     pairs: list[Any],
     batch_size: int,
-    captions: dict[str, str] | None = None,
     max_words: int | None = None,
 ) -> tuple[dict[str, Any] | None, str]:
-    """Pointing game from :mod:`clip4idc.explanation` on the change pairs; ``(None, why)`` when it can't run."""
+    """Pointing game from :mod:`clip4idc.explanation` on the change pairs (its result holds its greedy
+    ``captions`` by scene id); ``(None, why)`` when it can't run."""
     if dataset != "clevr":
         return None, f"not applicable: {dataset} has no object boxes"
     if not (root / "scenes.json").is_file():
@@ -177,9 +177,7 @@ def _pointing(
     if not ids:
         return None, "unavailable: no change pairs"
     try:  # readouts: the same game with maps that ask the encoder alone, and the pixels
-        result = pointing_game(
-            model, ids, root, batch_size, captions, max_words, readouts=("difference", "pixels")
-        )
+        result = pointing_game(model, ids, root, batch_size, max_words, readouts=("difference", "pixels"))
     except Clip4idcError as err:
         return None, f"failed: {err}"
     if not result.get("n"):
@@ -336,13 +334,12 @@ def evaluate(
     # 1. pointing game on the change pairs; with greedy decoding its captions are the evaluated ones too,
     #    so those pairs are decoded once
     runner = cast_for_inference(model, precision)
-    played: dict[str, str] = {}
     if pointing:
-        point, point_status = _pointing(
-            runner, root, dataset, pairs, batch_size, played if beam_size == 1 else None, max_words
-        )
+        point, point_status = _pointing(runner, root, dataset, pairs, batch_size, max_words)
     else:
         point, point_status = None, "skipped (pointing=False)"
+    greedy = point.pop("captions") if point else {}  # scene id -> caption
+    played = greedy if beam_size == 1 else {}
 
     # 2. captions for every other pair (no-change ones included)
     from ..data.readers import scene_id_of

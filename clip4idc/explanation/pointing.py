@@ -82,7 +82,6 @@ def pointing_game(
     pairs: Iterable[Any] | None,
     scenes_root: str | Path,
     batch_size: int = 16,
-    captions: dict[str, str] | None = None,
     max_words: int | None = None,
     method: str = "attention",
     block: int | None = None,
@@ -103,9 +102,9 @@ def pointing_game(
     (``{"overall", "per_type"}`` of the after image's map alone, :func:`after_peak_hit` with
     :func:`pointing_boxes`: the game as it was played before it looked at both images). ``readouts`` names further
     methods (``"difference"``, ``"pixels"``) to play on the same images, each decoded once; their
-    ``{"overall", "per_type"}`` come back under ``"readouts"``. A dict passed as
-    ``captions`` receives each played scene's greedy caption (scene id → text), so an evaluation need not
-    decode those pairs a second time.
+    ``{"overall", "per_type"}`` come back under ``"readouts"``. ``"captions"`` holds each played scene's
+    greedy caption (scene id → text; none for the caption-free methods), so an evaluation need not decode
+    those pairs a second time.
     """
     from ..data.synthetic import change_boxes, load_scenes
 
@@ -133,6 +132,7 @@ def pointing_game(
     after_only: dict[str, list[bool]] = {}
     extra: dict[str, dict[str, list[bool]]] = {name: {} for name in readouts}
     chance: list[float] = []
+    captions: dict[str, str] = {}
     grid = model.config.grid
 
     def caption_free_maps(
@@ -170,8 +170,7 @@ def pointing_game(
                 caption_free_maps(name, bef, aft), chunk, aft_imgs
             ):
                 table.setdefault(change, []).append(pair_peak_hit(bef_map, aft_map, boxes, img.size))
-        if captions is not None:
-            captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
+        captions.update({job[4]: res.caption for job, res in zip(chunk, results)})
 
     def score(table: dict[str, list[bool]]) -> dict[str, Any]:
         every = [h for v in table.values() for h in v]
@@ -185,6 +184,7 @@ def pointing_game(
         "counts": {k: len(v) for k, v in sorted(hits.items())},
         "n": sum(len(v) for v in hits.values()),
         "chance": float(np.mean(chance)) if chance else float("nan"),
+        "captions": captions,
     }
     if method == "attention":
         result["after_image_only"] = score(after_only)

@@ -1,3 +1,3 @@
-"""Training: the two-stage loop (:mod:`.train`), its config (:mod:`.config`), the optimiser
-(:mod:`.optim`), the optional attention-guidance loss (:mod:`.guidance`) and the notebooks' lesson plan
-(:mod:`.recipes`)."""
+"""Training: the two-stage loop (:mod:`.train`), its config with one option group per stage
+(:mod:`.config`), the two stages' losses (:mod:`.losses`), the optimiser (:mod:`.optim`) and the optional
+attention-guidance loss (:mod:`.guidance`)."""

@@ -1,7 +1,16 @@
 """The training config: everything a run depends on, saved as ``config.json`` in the run folder.
 
+Options both stages share sit at the top level; those of one stage sit in its group, ``adapt``
+(:class:`AdaptOptions`) or ``finetune`` (:class:`FinetuneOptions`), and only the group of the run's stage
+may differ from its defaults. A group also holds its stage's defaults (weight decay, selection metric) and
+says what its stage's training set is given, so the training loop reads them instead of asking the stage::
+
+    {"stage": "finetune", "epochs": 5, "finetune": {"freeze_vision": true, "attention_guidance": 0.5}}
+
+    clip4idc train --config FILE epochs=3 finetune.attention_guidance=0.5 model.max_words=24
+
 A config file lists only what differs: it may name a ``"base"`` config (a path relative to itself) whose
-options it overrides, so a recipe's stages are small deltas on one base.
+options it overrides (a group key by key), so a recipe's stages are small deltas on one base.
 """
 
 from __future__ import annotations
@@ -10,20 +19,77 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import Clip4idcError, fail
 from ..io import read_json
 from ..network.config import ModelConfig, get_config
 
-STAGES = ("adapt", "finetune")
+
+@dataclass
+class AdaptOptions:
+    """Stage 1, contrastive pair↔caption retrieval. The options are harder negatives for its loss, drawn by
+    the training set (:mod:`clip4idc.data.rewrite`, not in CLIP4IDC)."""
+
+    weight_decay: ClassVar[float] = 0.2  # the original's default for this stage
+    select_metric: ClassVar[str] = "R@1"  # val metric that picks best/
+    trains_decoder: ClassVar[bool] = False  # no decoder; one an init brings rides along frozen
+
+    reverse_twins: bool = False  # each add/drop pair also backwards, in its batch
+    type_negatives: int = 0  # k captions of the same object with other changes, as negatives
+    unchanged_negatives: bool = False  # each scene unchanged (before + distractor) as a negative pair
+
+    def check(self) -> None:
+        if not 0 <= self.type_negatives <= 4:
+            raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword arguments for the training set (:class:`clip4idc.data.AdaptationDataset`)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class FinetuneOptions:
+    """Stage 2, the caption decoder. ``no_change_weight`` scales the CLEVR-Change no-change caption term
+    (1 = the original); ``attention_guidance`` weighs :mod:`clip4idc.training.guidance`'s loss (not in
+    CLIP4IDC; 0 = off)."""
+
+    weight_decay: ClassVar[float] = 0.01
+    select_metric: ClassVar[str] = "CIDEr"
+    trains_decoder: ClassVar[bool] = True
+
+    val_beam_size: int = 1
+    freeze_vision: bool = False  # train only the decoder (+ shared word embeddings): a cheap CPU recipe
+    center_visual: int = 0  # first centre the pair encoder's output tokens on this many training pairs
+    no_change_weight: float = 1.0
+    attention_guidance: float = 0.0
+
+    def check(self) -> None:
+        if self.no_change_weight < 0:
+            raise ValueError("no_change_weight must be at least 0")
+        if self.attention_guidance < 0:
+            raise ValueError("attention_guidance must be at least 0")
+        if self.val_beam_size < 1 or self.center_visual < 0:
+            raise ValueError("val_beam_size must be at least 1 and center_visual at least 0")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword arguments for the training set (:class:`clip4idc.data.CaptionDataset`): none."""
+        return {}
+
+
+# The stages, each with its option group (``TrainConfig.adapt``, ``TrainConfig.finetune``).
+GROUPS: dict[str, type[AdaptOptions] | type[FinetuneOptions]] = {
+    "adapt": AdaptOptions,
+    "finetune": FinetuneOptions,
+}
+STAGES = tuple(GROUPS)
 
 
 @dataclass
 class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` in the run folder."""
 
-    stage: str = "adapt"
+    stage: str = "adapt"  # adapt | finetune
     dataset: str = "clevr"  # clevr | spot | ier
     data: str = ""  # dataset root folder
     out: str = "runs/run"
@@ -40,7 +106,7 @@ class TrainConfig:
         None  # CLIP's word/position embeddings (shared with the decoder); None: coef_lr
     )
     warmup_proportion: float = 0.1
-    weight_decay: float | None = None  # None: the original's (0.2 adapt, 0.01 finetune)
+    weight_decay: float | None = None  # None: the stage group's default
     max_grad_norm: float = 1.0
     seed: int = 2021
     precision: str = "fp32"  # fp32 | bf16 | fp16 | auto
@@ -54,87 +120,117 @@ class TrainConfig:
     max_val_pairs: int | None = None
     val_every: int = 1  # 0: no validation (then no best/ either)
     stop_after: int | None = None  # stop after this many epochs (the schedule still spans `epochs`)
-    val_beam_size: int = 1
-    select_metric: str | None = None  # None: R@1 (adapt) or CIDEr (finetune)
-    freeze_vision: bool = False  # finetune only the decoder (+ shared word embeddings): a cheap CPU recipe
-    center_visual: int = (
-        0  # finetune: centre the pair encoder's output tokens on this many training pairs first
-    )
-    reverse_twins: bool = False  # adapt: each add/drop pair also backwards, in its batch (data/rewrite.py)
-    type_negatives: int = 0  # adapt: k captions of the same object with other changes, as negatives
-    unchanged_negatives: bool = False  # adapt: each scene unchanged (before + distractor) as a negative pair
-    no_change_weight: float = 1.0  # finetune, CLEVR-Change: weight of each scene's no-change caption term
-    attention_guidance: float = (
-        0.0  # finetune: weight of clip4idc.training.guidance's loss (not in CLIP4IDC; 0 = off)
-    )
+    select_metric: str | None = None  # None: the stage group's default
     progress: bool = True
+    adapt: AdaptOptions = field(default_factory=AdaptOptions)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
+        if self.stage not in GROUPS:
             raise ValueError(f"stage must be one of {STAGES}")
+        for name, kind in GROUPS.items():
+            group = getattr(self, name)
+            if name != self.stage and group != kind():
+                names = [f.name for f in dataclasses.fields(kind)]
+                changed = [f"{name}.{n}" for n in names if getattr(group, n) != getattr(kind(), n)]
+                listed = f"{', '.join(names[:-1])} and {names[-1]}"
+                raise ValueError(
+                    f"{', '.join(changed)} set for stage {self.stage}: {listed} are for stage {name}"
+                )
+        self.options.check()
         if self.weight_decay is None:
-            self.weight_decay = 0.2 if self.stage == "adapt" else 0.01
-        rewrites = self.reverse_twins or self.type_negatives
-        if (rewrites or self.unchanged_negatives) and self.stage != "adapt":
-            raise ValueError(
-                "reverse_twins, type_negatives and unchanged_negatives are for stage adapt (the "
-                "contrastive loss's negatives)"
-            )
-        if self.no_change_weight < 0:
-            raise ValueError("no_change_weight must be at least 0")
-        if self.no_change_weight != 1.0 and self.stage != "finetune":
-            raise ValueError(
-                "no_change_weight weighs the caption loss's no-change term: it is for stage finetune"
-            )
-        if self.attention_guidance < 0:
-            raise ValueError("attention_guidance must be at least 0")
-        if self.attention_guidance and self.stage != "finetune":
-            raise ValueError(
-                "attention_guidance guides the caption decoder's attention: it is for stage finetune"
-            )
-        if not 0 <= self.type_negatives <= 4:
-            raise ValueError("type_negatives must be 0-4 (there are 4 other change types)")
+            self.weight_decay = self.options.weight_decay
         if self.select_metric is None:
-            self.select_metric = "R@1" if self.stage == "adapt" else "CIDEr"
+            self.select_metric = self.options.select_metric
+
+    @property
+    def options(self) -> AdaptOptions | FinetuneOptions:
+        """The option group of this run's stage."""
+        return getattr(self, self.stage)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """A config from plain values, as ``config.json`` holds them; an unknown option is a ValueError
+        naming it (and its group, when it is a stage's option given at the top level)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = [_unknown_name(k) for k in data if k not in known]
+        groups = {}
+        for name, kind in GROUPS.items():
+            options = data.get(name, {})
+            if not isinstance(options, dict):
+                raise ValueError(f"{name} must be a JSON object of stage {name}'s options, got {options!r}")
+            names = {f.name for f in dataclasses.fields(kind)}
+            unknown += [f"{name}.{k}" for k in options if k not in names]
+            groups[name] = options
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+        return cls(**{**data, **{name: GROUPS[name](**options) for name, options in groups.items()}})
 
     @classmethod
     def from_file(
         cls, path: str | Path | None, overrides: list[str], stage: str | None = None
     ) -> TrainConfig:
-        data: dict[str, Any] = {}
-        if path:
-            path = Path(path)
-            data = read_config_file(path)
+        """``path``'s options (over its bases), then ``stage``, then ``key=value`` overrides: ``KEY`` for a
+        top-level option, ``adapt.KEY`` / ``finetune.KEY`` for a stage's, ``model.KEY`` for the model's."""
+        data: dict[str, Any] = read_config_file(Path(path)) if path else {}
         if stage:
             data["stage"] = stage
-        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        types = option_types()
         for item in overrides:
             key, sep, value = item.partition("=")
             if not sep:
                 raise Clip4idcError(f"override {item!r} is not key=value")
-            if key.startswith("model."):
+            group, dot, name = key.partition(".")
+            if group == "model" and dot:
                 try:
-                    data.setdefault("model_overrides", {})[key[6:]] = json.loads(value)
+                    data.setdefault("model_overrides", {})[name] = json.loads(value)
                 except json.JSONDecodeError:
                     raise Clip4idcError(f"override {item!r}: {value!r} is not a JSON value") from None
                 continue
             if key not in types:
-                raise Clip4idcError(f"unknown training option {key!r}; known: {', '.join(sorted(types))}")
+                known = ", ".join([*sorted(types), "model.KEY"])
+                raise Clip4idcError(f"unknown training option {_unknown_name(key)!r}; known: {known}")
             try:
-                data[key] = _parse_value(value, str(types[key]))
+                parsed = _parse_value(value, types[key])
             except ValueError:
                 raise Clip4idcError(f"override {item!r}: {value!r} is not a valid {types[key]}") from None
-        unknown = set(data) - set(types)
-        if unknown:
-            raise fail(path, f"unknown training options: {', '.join(sorted(unknown))}")
+            if not dot:
+                data[key] = parsed
+            elif isinstance(data.setdefault(group, {}), dict):
+                data[group][name] = parsed
         try:
-            return cls(**data)
+            return cls.from_dict(data)
         except (TypeError, ValueError) as err:
             raise fail(path or "config", str(err)) from None
 
 
+def option_types() -> dict[str, str]:
+    """Every option an override may set (``GROUP.KEY`` for a stage's), with its type's name."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig) if f.name not in GROUPS}
+    for name, kind in GROUPS.items():
+        types.update({f"{name}.{f.name}": str(f.type) for f in dataclasses.fields(kind)})
+    return types
+
+
+def _unknown_name(key: str) -> str:
+    """``key``, with where it belongs when it is a stage's option given without its group."""
+    for name, kind in GROUPS.items():
+        if key in {f.name for f in dataclasses.fields(kind)}:
+            return f"{key} (a {name} option: {name}.{key})"
+    return key
+
+
+def flat_options(config: dict[str, Any]) -> dict[str, Any]:
+    """A config's values (as ``dataclasses.asdict`` gives them) by option name, a stage's as ``GROUP.KEY``."""
+    flat = {k: v for k, v in config.items() if k not in GROUPS}
+    for name in GROUPS:
+        flat.update({f"{name}.{k}": v for k, v in (config.get(name) or {}).items()})
+    return flat
+
+
 def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A config file's options over those of its ``"base"`` (relative to the file), ``_comment`` keys dropped."""
+    """A config file's options over those of its ``"base"`` (relative to the file; a stage's group merges
+    key by key), ``_comment`` keys dropped."""
     data = read_json(path)
     if not isinstance(data, dict):
         raise fail(path, "a training config must be a JSON object")
@@ -147,7 +243,11 @@ def read_config_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base_path = (path.parent / base).resolve()
     if base_path in seen or base_path == path.resolve():
         raise fail(path, f"base {base} leads back to this config")
-    return {**read_config_file(base_path, (*seen, path.resolve())), **data}
+    merged = read_config_file(base_path, (*seen, path.resolve()))
+    for name in GROUPS:
+        if isinstance(merged.get(name), dict) and isinstance(data.get(name), dict):
+            data[name] = {**merged[name], **data[name]}
+    return {**merged, **data}
 
 
 def _parse_value(value: str, type_name: str) -> Any:
@@ -167,10 +267,10 @@ def _parse_value(value: str, type_name: str) -> Any:
 
 
 def model_config(cfg: TrainConfig, init_has_decoder: bool = False) -> ModelConfig:
-    """The architecture; stage one has no decoder (as the original's retrieval model) unless the init
-    checkpoint brings a trained one, which adaptation then carries through unchanged."""
+    """The architecture; a stage that trains no decoder (stage 1, as the original's retrieval model) has
+    none unless the init checkpoint brings a trained one, which it then carries through unchanged."""
     overrides = dict(cfg.model_overrides)  # e.g. max_words, the caption budget: the model config's own
-    if cfg.stage == "adapt" and not init_has_decoder:
+    if not cfg.options.trains_decoder and not init_has_decoder:
         overrides["decoder_layers"] = 0
     if cfg.model.endswith(".json"):
         base = ModelConfig.load(cfg.model)

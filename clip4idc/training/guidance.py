@@ -4,7 +4,7 @@ Why this exists: CLIP4IDC's captioning loss never asks *where* the decoder reads
 the per-image vision blocks still know where a change is (their before/after token difference points at
 the changed object two times in three), yet the decoder's cross-attention peaks on it one time in ten, so
 the attention maps the app shows say little about the change. This loss is **not part of CLIP4IDC**; it is
-off unless ``TrainConfig.attention_guidance`` is above 0, and a checkpoint trained with it has the same
+off unless ``finetune.attention_guidance`` (:class:`~clip4idc.training.config.FinetuneOptions`) is above 0, and a checkpoint trained with it has the same
 architecture and keys.
 
 The target needs no labels: per ``patch`` × ``patch`` cell, the mean absolute difference of the two

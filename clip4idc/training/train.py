@@ -3,7 +3,9 @@
 Read top to bottom: config → distributed setup → model → data → optimiser → (resume) → epochs of
 train steps, each followed by validation and an atomic checkpoint. One process by default; several GPUs
 or nodes under ``torchrun`` (DDP, with the contrastive loss computed on embeddings gathered from every
-rank, gradients included). The best epoch is chosen on **val**, never on test.
+rank, gradients included; the losses are in :mod:`.losses`). Where the stages differ - the loss, the data
+its batches hold, the validation - is one table, ``STAGE_PARTS``; a stage's options are its group of the
+config (:mod:`.config`). The best epoch is chosen on **val**, never on test.
 
 Run folder: ``config.json``, ``checkpoint.pt`` (everything needed to resume bit-exactly), ``best/`` and
 ``last/`` (``save_pretrained`` model directories), ``metrics.jsonl`` and ``curves.png``.
@@ -18,6 +20,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,28 +31,18 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
+from ..data import AdaptationDataset, CaptionDataset
 from ..errors import Clip4idcError, fail
 from ..io import check_writable_folder, open_regular, write_json_atomic
-from ..network.model import CLIP4IDC, contrastive_loss
+from ..network.model import CLIP4IDC
 from ..precision import autocast, resolve_precision
 from ..weights.formats import MAX_CHECKPOINT_BYTES, load_into, read_state_dict, save_pretrained
-from .config import TrainConfig, model_config
-from .guidance import change_target, guidance_loss
+from .config import TrainConfig, flat_options, model_config
+from .losses import AdaptLoss, CaptionLoss, Dist
 from .optim import build_optimizer
 
 # ----------------------------------------------------------------------------------------------------
 # distributed helpers
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
 
 
 def setup_distributed(device: torch.device) -> Dist:
@@ -60,15 +53,6 @@ def setup_distributed(device: torch.device) -> Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
-    """Concatenate every rank's rows; gradients flow back to each rank's own rows (summed over ranks)."""
-    if d.world == 1:
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
 
 
 class GlobalBatchSampler(Sampler[list[int]]):
@@ -126,106 +110,14 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
 
 # ----------------------------------------------------------------------------------------------------
-# the two stages' losses
-
-
-class StageLoss(nn.Module):
-    """Wraps the model so that DDP sees one ``forward`` per step; returns the stage's loss.
-
-    Adaptation: symmetric contrastive loss over the *global* batch. Finetuning: token cross-entropy
-    (padding ignored) normalised by the global token count, so the mean over ranks equals the loss of one
-    process on the whole batch; for CLEVR-Change the distractor pair's no-change caption adds a second
-    term, as the original's ``loss(bef, sc) + loss(bef, nsc)``; ``no_change_weight`` scales that term
-    (1 = the original). Why: every scene gives one change and one no-change pair, and a move or a material
-    change the decoder is unsure of costs less called "no change" than named wrong; a weight below 1 makes
-    the decoder less quick to say nothing changed. ``attention_guidance`` adds that weight times
-    :func:`clip4idc.training.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
-    differences are camera jitter); each rank averages over its own pairs.
-    """
-
-    def __init__(
-        self,
-        model: CLIP4IDC,
-        stage: str,
-        d: Dist,
-        freeze_vision: bool = False,
-        no_change_weight: float = 1.0,
-        attention_guidance: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.model, self.stage, self.d, self.freeze_vision = model, stage, d, freeze_vision
-        self.no_change_weight, self.attention_guidance = no_change_weight, attention_guidance
-        if freeze_vision:
-            model.clip.visual.requires_grad_(False)
-
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        m = self.model
-        if self.stage == "adapt":
-            pair = m.encode_pair(batch["before"], batch["after"]).pooled
-            text, _ = m.encode_text(batch["text_ids"])
-            pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
-            negatives = None
-            if "neg_text_ids" in batch:  # type_negatives: each pair's own false captions
-                b, k = pair.shape[0], batch["neg_text_ids"].shape[1]
-                neg, _ = m.encode_text(batch["neg_text_ids"].flatten(0, 1))
-                neg = gather_with_grad(neg.float(), self.d)  # (b·k, E), pair i's k negatives together
-                valid = gather_with_grad(batch["neg_valid"].float(), self.d).bool()
-                rows = torch.arange(b, device=pair.device)
-                negatives = m.retrieval_logits(neg, pair).view(b, k, b)[rows, :, rows]
-                negatives = negatives.masked_fill(~valid, float("-inf"))
-            pair_negatives = None
-            if "still_before" in batch:  # unchanged_negatives: no caption of the batch describes these pairs
-                still = m.encode_pair(batch["still_before"], batch["still_after"]).pooled
-                pair_negatives = m.retrieval_logits(text, gather_with_grad(still.float(), self.d))
-            return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
-        bef, out = batch["before"], batch["output_ids"]
-        hidden = self._encode(bef, batch["after"])
-        loss = self._caption_term(
-            hidden,
-            bef,
-            batch["after"],
-            batch["input_ids"],
-            out,
-            batch["decoder_mask"],
-            self.attention_guidance,
-        )
-        if "distractor" not in batch:
-            return loss
-        still = self._encode(bef, batch["distractor"])
-        nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
-        nc_loss = self._caption_term(still, bef, batch["distractor"], *nc)
-        return loss + self.no_change_weight * nc_loss
-
-    def _encode(self, bef: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
-            return self.model.encode_pair(bef, aft).hidden
-
-    def _caption_term(self, hidden, bef, aft, inp, out, mask, guidance: float = 0.0) -> torch.Tensor:
-        """The caption loss (token mean over the global batch), plus ``guidance`` times the guidance loss."""
-        token_loss, crosses = self.model.caption_loss_from_hidden(
-            hidden, inp, out, mask, reduction="none", return_cross_attention=True
-        )
-        if self.d.world == 1:
-            loss = token_loss.mean()
-        else:
-            total = (out != 0).sum().float()
-            dist.all_reduce(total)
-            loss = token_loss.sum() / total * self.d.world
-        if guidance:
-            cfg = self.model.config
-            target, valid = change_target(bef, aft, cfg.patch)
-            loss = loss + guidance * guidance_loss(crosses, out, target, valid, cfg.grid)
-        return loss
-
-
-# ----------------------------------------------------------------------------------------------------
 # data
 
 
 def make_datasets(cfg: TrainConfig, resolution: int, max_words: int):
-    from ..data import AdaptationDataset, CaptionDataset, first_scenes, load_pairs
+    """The stage's training set (with its group's options) and validation set."""
+    from ..data import first_scenes, load_pairs
 
-    kind = AdaptationDataset if cfg.stage == "adapt" else CaptionDataset
+    kind = STAGE_PARTS[cfg.stage].dataset
     train_pairs = load_pairs(cfg.data, cfg.dataset, "train")
     val_pairs = load_pairs(cfg.data, cfg.dataset, "val")
     if cfg.max_train_pairs:
@@ -239,16 +131,8 @@ def make_datasets(cfg: TrainConfig, resolution: int, max_words: int):
         cache_dir=cfg.cache_dir,
         in_memory=cfg.cache_in_memory,
     )
-    negatives = (  # stage 1 only: harder negatives (data/rewrite.py captions, unchanged scenes)
-        {
-            "reverse_twins": cfg.reverse_twins,
-            "type_negatives": cfg.type_negatives,
-            "unchanged_negatives": cfg.unchanged_negatives,
-        }
-        if cfg.stage == "adapt"
-        else {}
-    )
-    return kind(train_pairs, train=True, **common, **negatives), kind(val_pairs, train=False, **common)
+    train_set = kind(train_pairs, train=True, **common, **cfg.options.dataset_options())
+    return train_set, kind(val_pairs, train=False, **common)
 
 
 def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.device, verbose: bool) -> None:
@@ -272,35 +156,44 @@ def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.d
 # validation
 
 
-def validate(
+def validate_retrieval(
     model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
 ) -> dict[str, Any]:
-    from ..evaluation import metrics, retrieval
+    """Stage 1: R@K both ways over the validation pairs' captions; ``R@1`` is text→pair's."""
+    from ..evaluation import retrieval
     from ..network import inference
 
-    if cfg.stage == "adapt":
-        pairs = val_set.pairs
-        sim, text_to_pair = inference.retrieval_similarity(
-            model,
-            val_set,
-            [p.captions for p in pairs],
-            model.config.max_words,
-            cfg.batch_size_val,
-            device,
-            precision,
-            cfg.workers,
-        )
-        ret = retrieval.retrieval_metrics(sim, text_to_pair)
-        flat = {f"{d}/{k}": v for d, vals in ret.items() for k, v in vals.items()}
-        flat["R@1"] = ret["text_to_pair"]["R@1"]
-        return flat
+    pairs = val_set.pairs
+    sim, text_to_pair = inference.retrieval_similarity(
+        model,
+        val_set,
+        [p.captions for p in pairs],
+        model.config.max_words,
+        cfg.batch_size_val,
+        device,
+        precision,
+        cfg.workers,
+    )
+    ret = retrieval.retrieval_metrics(sim, text_to_pair)
+    flat = {f"{d}/{k}": v for d, vals in ret.items() for k, v in vals.items()}
+    flat["R@1"] = ret["text_to_pair"]["R@1"]
+    return flat
+
+
+def validate_captions(
+    model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """Stage 2: caption metrics of the validation pairs' captions, and a few examples."""
+    from ..evaluation import metrics
+    from ..network import inference
+
     captions = inference.generate_captions(
         model,
         val_set,
         cfg.batch_size_val,
         device,
         precision,
-        cfg.val_beam_size,
+        cfg.finetune.val_beam_size,
         model.config.max_words,
         workers=cfg.workers,
     )
@@ -310,6 +203,25 @@ def validate(
     scores = {k: v for k, v in scores.items() if isinstance(v, (int, float))}
     scores["examples"] = [{"pair_id": k, "caption": preds[k]} for k in list(preds)[:4]]
     return scores
+
+
+# ----------------------------------------------------------------------------------------------------
+# where the two stages differ: the loss, the data its batches hold, the validation
+
+
+@dataclass(frozen=True)
+class StageParts:
+    """A stage's own parts; its options and defaults are its group of the config (``cfg.options``)."""
+
+    loss: type[AdaptLoss] | type[CaptionLoss]  # built as loss(model, dist, the stage's option group)
+    dataset: type[AdaptationDataset] | type[CaptionDataset]  # given the group's dataset_options()
+    validate: Callable[[CLIP4IDC, Any, TrainConfig, torch.device, str], dict[str, Any]]
+
+
+STAGE_PARTS = {
+    "adapt": StageParts(AdaptLoss, AdaptationDataset, validate_retrieval),
+    "finetune": StageParts(CaptionLoss, CaptionDataset, validate_captions),
+}
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -366,7 +278,7 @@ RESUMABLE = (
 
 def check_resume(cfg: TrainConfig, saved: dict[str, Any], path: Path) -> list[str]:
     """Refuse, by name, settings that differ from the run's and cannot change; returns the changes made."""
-    now = dataclasses.asdict(cfg)
+    now, saved = flat_options(dataclasses.asdict(cfg)), flat_options(saved)
     changed = {k: (saved.get(k), v) for k, v in now.items() if k in saved and saved[k] != v}
     fixed = [f"{k} ({old!r} -> {new!r})" for k, (old, new) in changed.items() if k not in RESUMABLE]
     if fixed:
@@ -397,7 +309,7 @@ def init_model(cfg: TrainConfig) -> CLIP4IDC:
     if raw is not None:
         layout = load_into(model, cfg.init, raw)
         print(f"initialised from {cfg.init} ({layout})", file=sys.stderr)
-    if cfg.stage == "adapt" and model.decoder is not None:
+    if not cfg.options.trains_decoder and model.decoder is not None:
         for name, p in model.decoder.named_parameters():
             if not name.startswith("embeddings.word_embeddings") and not name.startswith(
                 "embeddings.position"
@@ -446,8 +358,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     steps_per_epoch = len(sampler) // cfg.grad_accum
     if steps_per_epoch == 0:
         raise Clip4idcError(f"{cfg.data}: {len(train_set)} training pairs < batch_size {cfg.batch_size}")
-    if cfg.center_visual and cfg.stage == "finetune" and not resume:
-        center_visual_tokens(model, train_set, cfg.center_visual, device, d.main)
+    if cfg.finetune.center_visual and not resume:
+        center_visual_tokens(model, train_set, cfg.finetune.center_visual, device, d.main)
     total_steps = steps_per_epoch * cfg.epochs
     optimizer, scheduler = build_optimizer(
         model,
@@ -459,21 +371,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.max_grad_norm,
         cfg.coef_lr_shared,
     )
-    step_fn: nn.Module = StageLoss(
-        model,
-        cfg.stage,
-        d,
-        cfg.freeze_vision and cfg.stage == "finetune",
-        cfg.no_change_weight,
-        cfg.attention_guidance,
-    )
+    step_fn: nn.Module = STAGE_PARTS[cfg.stage].loss(model, d, cfg.options)
     if cfg.compile:  # the model's own modules stay uncompiled, so checkpoints keep their keys
         step_fn = torch.compile(step_fn)  # type: ignore[assignment]
     if d.world > 1:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn,
             device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.stage == "finetune" or model.decoder is not None,
+            find_unused_parameters=model.decoder is not None,  # a frozen or an idle part
         )
 
     start_epoch, step, best, history = 0, 0, -math.inf, []
@@ -525,7 +430,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         }
         is_best = False
         if d.main and cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            val = validate(model, val_set, cfg, device, precision)
+            val = STAGE_PARTS[cfg.stage].validate(model, val_set, cfg, device, precision)
             record["val"] = val
             score = float(val.get(cfg.select_metric, -math.inf))
             if score > best:

@@ -1,20 +1,24 @@
-"""Small end-to-end recipes: a synthetic CLEVR-Change set and a tiny two-stage model, trained on a CPU.
+"""The notebooks' lesson plan: a synthetic CLEVR-Change set and a tiny two-stage model, trained on a CPU.
 
 Why: the notebooks (and anyone trying the toolkit on a laptop) need the same three things - data, a
-retrieval-adapted checkpoint, a captioning checkpoint - without the bundled demo model or a GPU, in
-seconds (``CLIP4IDC_QUICK=1``, for CI) or minutes (default). This module only *composes* the library:
-:func:`clip4idc.data.synthetic.generate` makes the data, :func:`clip4idc.training.train.train` trains; nothing here
-re-implements a model, a loss or a metric.
+retrieval-adapted checkpoint, a captioning checkpoint - without a GPU, in seconds (``CLIP4IDC_QUICK=1``, for
+CI) or minutes (default). This module sits beside the notebooks, not in the package: it only *composes* the
+library (:func:`clip4idc.data.synthetic.generate` makes the data, ordinary
+:class:`~clip4idc.training.config.TrainConfig` runs of :func:`clip4idc.training.train.train` train) and
+re-implements no model, loss or metric. Nothing here trains unless asked to by name: :func:`train_epochs`
+and :func:`train_or_reuse` are the calls that train.
 
 * :func:`lesson_plan` - every size in one place (pairs, image size, model, epochs, seeds), quick or full.
 * :func:`work_dir` - where runs go (``$CLIP4IDC_WORK`` or a default), one sub-folder per plan so quick and
   full runs never mix.
-* :func:`synthetic_dataset` - generate once, reuse while the same dataset is on disk.
-* :func:`train_config` / :func:`train_epochs` / :func:`ensure_trained` - a :class:`~clip4idc.training.config.TrainConfig`
-  for the plan; training one epoch at a time (for live plots; resume is bit-exact); or reuse a finished run.
-* :func:`adapted_checkpoint`, :func:`finetuned_checkpoint`, :func:`lesson_model` - the checkpoints the
-  notebooks build on each other: notebook 2's adaptation, notebook 3's finetuning, and "the demo model when
-  installed, else the tiny one"; :func:`ablation_config` - notebook 4's runs with and without adaptation.
+* :func:`synthetic_dataset` / :func:`plan_dataset` - generate once, reuse while the same dataset is on disk.
+* :func:`adapt_config`, :func:`finetune_config`, :func:`ablation_config` - the runs the notebooks build on
+  each other (notebook 2's adaptation, notebook 3's finetuning, notebook 4's runs with and without
+  adaptation), as training configs; :func:`train_config` is their common part.
+* :func:`train_epochs` - train one epoch at a time (for live plots; resume is bit-exact);
+  :func:`train_or_reuse` - train, or reuse a finished run of exactly that config;
+  :func:`demo_or_trained_model` - the bundled demo model when installed, else notebook 3's (trained now
+  if missing).
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import Clip4idcError
+from clip4idc.training.config import FinetuneOptions, TrainConfig
+from clip4idc.training.train import train
 
 __all__ = [
     "QUICK_ENV",
@@ -38,11 +43,8 @@ __all__ = [
     "LessonPlan",
     "ablation_config",
     "adapt_config",
-    "adapted_checkpoint",
-    "ensure_trained",
+    "demo_or_trained_model",
     "finetune_config",
-    "finetuned_checkpoint",
-    "lesson_model",
     "lesson_plan",
     "plan_dataset",
     "quick_mode",
@@ -50,6 +52,7 @@ __all__ = [
     "synthetic_dataset",
     "train_config",
     "train_epochs",
+    "train_or_reuse",
     "work_dir",
 ]
 
@@ -108,7 +111,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
     starts from OpenAI's: stage 1 adapts it gently, stage 2 trains a fresh decoder on it. Without it they
     fall back to the tiny model trained from random weights, which runs but learns little in minutes.
     """
-    from ..weights.registry import installed as demo_installed
+    from clip4idc.weights.registry import installed as demo_installed
 
     quick = quick_mode() if quick is None else quick
     scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
@@ -158,7 +161,7 @@ def _same_dataset(
     root: Path, pairs: int, size: tuple[int, int], seed: int, val_frac: float, test_frac: float
 ) -> bool:
     """Does ``root`` hold the complete output of ``generate`` with these settings?"""
-    from ..data.synthetic.writer import make_splits
+    from clip4idc.data.synthetic.writer import make_splits
 
     try:
         meta = json.loads((root / "scenes.json").read_text(encoding="utf-8"))
@@ -185,7 +188,7 @@ def synthetic_dataset(
 ) -> Path:
     """A synthetic CLEVR-Change set at ``root``: generated with :func:`clip4idc.data.synthetic.generate`
     unless ``root`` already holds one with the same seed, size and number of pairs (then reused)."""
-    from ..data.synthetic import generate
+    from clip4idc.data.synthetic import generate
 
     root = Path(root)
     if not _same_dataset(root, pairs, size, seed, val_frac, test_frac):
@@ -204,14 +207,14 @@ def plan_dataset(plan: LessonPlan, work: Path) -> Path:
 # training
 
 
-def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path, **overrides: Any):
+def train_config(
+    plan: LessonPlan, stage: str, data: str | Path, out: str | Path, **overrides: Any
+) -> TrainConfig:
     """A :class:`~clip4idc.training.config.TrainConfig` with the plan's sizes (every option can be overridden).
 
     Random-init tiny models train every part at the full learning rate (``coef_lr=1``); no loader workers
     (the images are small and cached as uint8 under ``data/.cache``); no progress bars.
     """
-    from .train import TrainConfig
-
     data = Path(data)
     base: dict[str, Any] = dict(
         stage=stage,
@@ -234,12 +237,12 @@ def train_config(plan: LessonPlan, stage: str, data: str | Path, out: str | Path
         progress=False,
     )
     if stage == "finetune":
-        base.update(freeze_vision=plan.freeze_vision, center_visual=plan.center_visual)
+        base["finetune"] = FinetuneOptions(freeze_vision=plan.freeze_vision, center_visual=plan.center_visual)
     base.update(overrides)
     return TrainConfig(**base)
 
 
-def _finished(cfg) -> bool:
+def _finished(cfg: TrainConfig) -> bool:
     """Does ``cfg.out`` hold a finished run of exactly ``cfg``?"""
     out = Path(cfg.out)
     try:
@@ -254,20 +257,18 @@ def _finished(cfg) -> bool:
     return saved == want and done and (out / "last" / "model.safetensors").exists()
 
 
-def _model_dir(cfg) -> Path:
+def _model_dir(cfg: TrainConfig) -> Path:
     out = Path(cfg.out)
     return out / "best" if (out / "best" / "model.safetensors").exists() else out / "last"
 
 
-def train_epochs(cfg, fresh: bool = True, quiet: bool = True) -> Iterator[dict[str, Any]]:
+def train_epochs(cfg: TrainConfig, fresh: bool = True, quiet: bool = True) -> Iterator[dict[str, Any]]:
     """Train ``cfg`` one epoch at a time and yield each epoch's record (``epoch``, ``train_loss``, ``val``
     ...) as soon as it is written - for a live loss plot. Each epoch is :func:`clip4idc.training.train.train` with
     ``stop_after`` = that epoch and ``resume`` after the first, which is bit-exact with one straight run.
 
     ``fresh`` deletes an existing ``cfg.out`` first; ``quiet`` keeps the per-epoch log lines off stderr.
     """
-    from .train import train
-
     out = Path(cfg.out)
     if fresh and out.exists():
         shutil.rmtree(out)
@@ -279,11 +280,9 @@ def train_epochs(cfg, fresh: bool = True, quiet: bool = True) -> Iterator[dict[s
         yield result["history"][-1]
 
 
-def ensure_trained(cfg, quiet: bool = True) -> Path:
-    """The model folder of a finished run of ``cfg`` (``best/``, else ``last/``): reused when ``cfg.out``
-    already holds exactly this run, otherwise trained from scratch there."""
-    from .train import train
-
+def train_or_reuse(cfg: TrainConfig, quiet: bool = True) -> Path:
+    """Train ``cfg`` from scratch in ``cfg.out``, unless it already holds a finished run of exactly ``cfg``;
+    returns the run's model folder (``best/``, else ``last/``)."""
     if _finished(cfg):
         print(f"reusing the finished {cfg.stage} run in {cfg.out}")
     else:
@@ -307,16 +306,16 @@ def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
         return Path(plan.start)
     import hashlib
 
-    from ..weights.formats import WEIGHTS_NAME
-    from ..weights.registry import load, named_path
+    from clip4idc.weights.formats import WEIGHTS_NAME
+    from clip4idc.weights.registry import load, named_path
 
     # named by the demo weights' hash: new bundled weights make a new start, and the runs built on the
     # old one no longer match their configs (``init``), so they are retrained rather than reused
     digest = hashlib.sha256((named_path("demo") / WEIGHTS_NAME).read_bytes()).hexdigest()[:10]
     out = work / f"start_demo_{digest}"
     if not (out / "model.safetensors").exists():
-        from ..network.model import CLIP4IDC
-        from ..weights.formats import save_pretrained
+        from clip4idc.network.model import CLIP4IDC
+        from clip4idc.weights.formats import save_pretrained
 
         demo = load("demo")
         clip_only = CLIP4IDC(dataclasses.replace(demo.config, decoder_layers=0))
@@ -325,38 +324,26 @@ def start_checkpoint(plan: LessonPlan, work: Path) -> Path | None:
     return out
 
 
-def adapt_config(plan: LessonPlan, work: Path, **overrides: Any):
-    """Notebook 2's stage-1 :class:`~clip4idc.training.config.TrainConfig`: the plan's data, ``work/adapt``, starting
-    from :func:`start_checkpoint`."""
+def adapt_config(plan: LessonPlan, work: Path, **overrides: Any) -> TrainConfig:
+    """Notebook 2's stage-1 config: the plan's data, ``work/adapt``, starting from :func:`start_checkpoint`."""
     start = start_checkpoint(plan, work)
     overrides.setdefault("init", str(start) if start else None)
     return train_config(plan, "adapt", plan_dataset(plan, work), work / "adapt", **overrides)
 
 
-def adapted_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
-    """Notebook 2's adaptation run (:func:`adapt_config`): reused if finished, else trained now."""
-    return ensure_trained(adapt_config(plan, work, **overrides))
+def finetune_config(plan: LessonPlan, work: Path, init: str | Path, **overrides: Any) -> TrainConfig:
+    """Notebook 3's stage-2 config: ``work/finetune``, from ``init`` (notebook 2's adapted model)."""
+    return train_config(
+        plan, "finetune", plan_dataset(plan, work), work / "finetune", init=str(init), **overrides
+    )
 
 
-def finetune_config(plan: LessonPlan, work: Path, **overrides: Any):
-    """Notebook 3's stage-2 :class:`~clip4idc.training.config.TrainConfig`: ``work/finetune``, from
-    :func:`adapted_checkpoint` (trained now if missing)."""
-    overrides.setdefault("init", str(adapted_checkpoint(plan, work)))
-    return train_config(plan, "finetune", plan_dataset(plan, work), work / "finetune", **overrides)
-
-
-def finetuned_checkpoint(plan: LessonPlan, work: Path, **overrides: Any) -> Path:
-    """Notebook 3's finetuning run (:func:`finetune_config`): reused if finished, else trained now
-    (adaptation first if needed)."""
-    return ensure_trained(finetune_config(plan, work, **overrides))
-
-
-def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
-    """One run of notebook 4's ablation: notebook 3's stage 2 (recipe and schedule) with ``seed``, from
-    notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without adaptation";
-    no OpenAI CLIP here). A shorter schedule would compare decoders that have not yet left the language
-    prior. The adapted run with notebook 3's seed *is* notebook 3's run folder, so it is trained once."""
-    lesson = finetune_config(plan, work)
+def ablation_config(lesson: TrainConfig, work: Path, adapted: bool, seed: int) -> TrainConfig:
+    """One run of notebook 4's ablation: notebook 3's stage 2 (``lesson``, its recipe and schedule) with
+    ``seed``, from notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without
+    adaptation"; no OpenAI CLIP here). A shorter schedule would compare decoders that have not yet left the
+    language prior. The adapted run with notebook 3's seed *is* notebook 3's run folder, so it is trained
+    once."""
     if adapted and seed == lesson.seed:
         return lesson
     name = f"{'adapted' if adapted else 'scratch'}_seed{seed}"
@@ -365,17 +352,14 @@ def ablation_config(plan: LessonPlan, work: Path, adapted: bool, seed: int):
     )
 
 
-def lesson_model(plan: LessonPlan, work: Path, prefer_demo: bool = True):
-    """``(model, description)``: the bundled demo model when installed (and ``prefer_demo``), else the
-    tiny two-stage model of :func:`finetuned_checkpoint` (trained now if missing)."""
-    from ..weights.registry import installed as demo_installed
-    from ..weights.registry import load
+def demo_or_trained_model(plan: LessonPlan, work: Path) -> tuple[Any, str]:
+    """``(model, description)``: the bundled demo model when installed, else notebook 3's tiny model, whose
+    runs (notebooks 2 and 3) are trained now when ``work`` lacks them (:func:`train_or_reuse`)."""
+    import clip4idc
+    from clip4idc.weights.registry import installed as demo_installed
 
-    if prefer_demo and demo_installed():
-        return load("demo"), "the bundled demo model"
-    path = finetuned_checkpoint(plan, work)
-    try:
-        model = load(path)
-    except Clip4idcError as err:  # pragma: no cover - a corrupt run folder; say which
-        raise Clip4idcError(f"cannot load the tiny lesson model: {err}") from None
-    return model, f"the tiny model trained on the synthetic set ({path})"
+    if demo_installed():
+        return clip4idc.load("demo"), "the bundled demo model"
+    adapted = train_or_reuse(adapt_config(plan, work))
+    path = train_or_reuse(finetune_config(plan, work, init=adapted))
+    return clip4idc.load(path), f"the tiny model trained on the synthetic set ({path})"

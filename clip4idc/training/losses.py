@@ -1,0 +1,129 @@
+"""The two stages' losses, computed over every rank's batch: :class:`AdaptLoss` (stage 1, contrastive) and
+:class:`CaptionLoss` (stage 2, the caption decoder). Each wraps the model so that DDP sees one ``forward``
+per step; with several processes (``Dist``) the contrastive loss sees the embeddings of every rank,
+gradients included, so two processes compute the loss of one on the whole batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..network.model import CLIP4IDC, contrastive_loss
+from .config import AdaptOptions, FinetuneOptions
+from .guidance import change_target, guidance_loss
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate every rank's rows; gradients flow back to each rank's own rows (summed over ranks)."""
+    if d.world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+class AdaptLoss(nn.Module):
+    """Stage 1: the symmetric contrastive loss over the *global* batch; the harder negatives a batch may
+    carry (``neg_text_ids``: each pair's false captions; ``still_before``/``still_after``: pairs no caption
+    describes) extend its rows (:func:`clip4idc.network.model.contrastive_loss`)."""
+
+    def __init__(self, model: CLIP4IDC, d: Dist, options: AdaptOptions | None = None) -> None:
+        super().__init__()
+        self.model, self.d = model, d
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        m = self.model
+        pair = m.encode_pair(batch["before"], batch["after"]).pooled
+        text, _ = m.encode_text(batch["text_ids"])
+        pair, text = gather_with_grad(pair.float(), self.d), gather_with_grad(text.float(), self.d)
+        negatives = None
+        if "neg_text_ids" in batch:  # type_negatives: each pair's own false captions
+            b, k = pair.shape[0], batch["neg_text_ids"].shape[1]
+            neg, _ = m.encode_text(batch["neg_text_ids"].flatten(0, 1))
+            neg = gather_with_grad(neg.float(), self.d)  # (b·k, E), pair i's k negatives together
+            valid = gather_with_grad(batch["neg_valid"].float(), self.d).bool()
+            rows = torch.arange(b, device=pair.device)
+            negatives = m.retrieval_logits(neg, pair).view(b, k, b)[rows, :, rows]
+            negatives = negatives.masked_fill(~valid, float("-inf"))
+        pair_negatives = None
+        if "still_before" in batch:  # unchanged_negatives: no caption of the batch describes these pairs
+            still = m.encode_pair(batch["still_before"], batch["still_after"]).pooled
+            pair_negatives = m.retrieval_logits(text, gather_with_grad(still.float(), self.d))
+        return contrastive_loss(m.retrieval_logits(text, pair), negatives, pair_negatives)
+
+
+class CaptionLoss(nn.Module):
+    """Stage 2: token cross-entropy (padding ignored) normalised by the global token count, so the mean
+    over ranks equals the loss of one process on the whole batch.
+
+    For CLEVR-Change the distractor pair's no-change caption adds a second term, as the original's
+    ``loss(bef, sc) + loss(bef, nsc)``; ``no_change_weight`` scales that term (1 = the original). Why: every
+    scene gives one change and one no-change pair, and a move or a material change the decoder is unsure of
+    costs less called "no change" than named wrong; a weight below 1 makes the decoder less quick to say
+    nothing changed. ``attention_guidance`` adds that weight times
+    :func:`clip4idc.training.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
+    differences are camera jitter); each rank averages over its own pairs. ``freeze_vision`` fixes the
+    vision tower.
+    """
+
+    def __init__(self, model: CLIP4IDC, d: Dist, options: FinetuneOptions | None = None) -> None:
+        super().__init__()
+        options = options or FinetuneOptions()
+        self.model, self.d, self.freeze_vision = model, d, options.freeze_vision
+        self.no_change_weight, self.attention_guidance = options.no_change_weight, options.attention_guidance
+        if self.freeze_vision:
+            model.clip.visual.requires_grad_(False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        bef, out = batch["before"], batch["output_ids"]
+        hidden = self._encode(bef, batch["after"])
+        loss = self._caption_term(
+            hidden,
+            bef,
+            batch["after"],
+            batch["input_ids"],
+            out,
+            batch["decoder_mask"],
+            self.attention_guidance,
+        )
+        if "distractor" not in batch:
+            return loss
+        still = self._encode(bef, batch["distractor"])
+        nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
+        nc_loss = self._caption_term(still, bef, batch["distractor"], *nc)
+        return loss + self.no_change_weight * nc_loss
+
+    def _encode(self, bef: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
+            return self.model.encode_pair(bef, aft).hidden
+
+    def _caption_term(self, hidden, bef, aft, inp, out, mask, guidance: float = 0.0) -> torch.Tensor:
+        """The caption loss (token mean over the global batch), plus ``guidance`` times the guidance loss."""
+        token_loss, crosses = self.model.caption_loss_from_hidden(
+            hidden, inp, out, mask, reduction="none", return_cross_attention=True
+        )
+        if self.d.world == 1:
+            loss = token_loss.mean()
+        else:
+            total = (out != 0).sum().float()
+            dist.all_reduce(total)
+            loss = token_loss.sum() / total * self.d.world
+        if guidance:
+            cfg = self.model.config
+            target, valid = change_target(bef, aft, cfg.patch)
+            loss = loss + guidance * guidance_loss(crosses, out, target, valid, cfg.grid)
+        return loss
