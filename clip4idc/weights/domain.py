@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,6 +188,9 @@ def save_domain(stats: DomainStats, folder: str | Path) -> Path:
         "calibration": json.dumps(stats.calibration),
     }
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # an ordinary file, like the weights beside it
     return path
 
 
