@@ -188,7 +188,9 @@ def test_image_modes_and_sizes(handlers: dict, tmp_path: Path) -> None:
     }.items():
         paths[name] = tmp_path / f"{name}.png"
         img.save(paths[name])
-    caption, status, words, blocks, changes, state = _run(handlers, str(paths["gray"]), str(paths["rgba"]))
+    caption, status, words, blocks, changes, state, _domain, _pixels = _run(
+        handlers, str(paths["gray"]), str(paths["rgba"])
+    )
     assert "grayscale" in status and "alpha" in status and state is not None
     assert "decoder layer 2" in status
     assert "16-bit" in _run(handlers, str(paths["deep"]), str(paths["rgb"]))[1]
