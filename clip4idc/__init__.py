@@ -3,6 +3,7 @@
 >>> import clip4idc
 >>> model = clip4idc.load("demo")                 # or a checkpoint path
 >>> model.caption("before.png", "after.png")
+>>> clip4idc.domain_score(model, "before.png", "after.png")   # does the pair look like its training data?
 """
 
 from .errors import Clip4idcError
@@ -10,7 +11,7 @@ from .network.config import ModelConfig, get_config, infer_config, list_configs
 from .network.model import CLIP4IDC, PairEncoding
 from .preprocess import load_image, preprocess, preprocess_pairs
 from .tokenizer import Tokenizer, default_tokenizer
-from .weights import load, save_pretrained
+from .weights import DomainCheck, domain_score, load, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -25,11 +26,13 @@ def build_model(config: ModelConfig | str = "demo", **overrides: object) -> CLIP
 __all__ = [
     "CLIP4IDC",
     "Clip4idcError",
+    "DomainCheck",
     "ModelConfig",
     "PairEncoding",
     "Tokenizer",
     "build_model",
     "default_tokenizer",
+    "domain_score",
     "get_config",
     "infer_config",
     "list_configs",

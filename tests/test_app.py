@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from gradio_client import Client, handle_file
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import clip4idc
 from clip4idc.app import web as app_module
@@ -87,7 +88,7 @@ def test_cli_and_script_expose_the_app() -> None:
 
 
 def test_caption_for_an_example_pair(client: Client) -> None:
-    caption, status, words, blocks, changes = describe(client, *example("move"))
+    caption, status, words, blocks, changes, _domain, _pixels = describe(client, *example("move"))
     assert isinstance(caption, str) and caption.strip()
     assert "computed in" in status
     assert len(words) >= 1 and all(item["image"] for item in words)
@@ -97,10 +98,36 @@ def test_caption_for_an_example_pair(client: Client) -> None:
     assert isinstance(caption_beam, str)
 
 
+def test_domain_notice_beside_the_caption_for_a_photo_not_for_examples(
+    client: Client, tmp_path: Path
+) -> None:
+    """Issue 26: a portrait with a red disk painted on is outside what the demo model knows, and the app says so
+    beside the caption with the score and the threshold; the bundled example pairs get no notice."""
+    from matplotlib import cbook
+
+    photo = Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB")
+    photo.save(tmp_path / "before.png")
+    ImageDraw.Draw(photo).ellipse((200, 300, 300, 400), fill=(255, 0, 0))
+    photo.save(tmp_path / "after.png")
+    caption, status, *_, domain, pixels = describe(
+        client, str(tmp_path / "before.png"), str(tmp_path / "after.png")
+    )
+    assert caption.strip() and "computed in" in status
+    assert "Outside the training domain" in domain and "synthetic CLEVR-style scenes" in domain
+    score = float(re.search(r"domain score is (\d+\.\d+)", domain).group(1))
+    threshold = float(re.search(r"at most (\d+\.\d+)", domain).group(1))
+    assert score > threshold > 1.0
+    assert pixels  # the model-free pixel-difference map comes back as an image file
+    for kind in ("color", "material", "add", "drop", "move", "none"):
+        domain = describe(client, *example(kind))[5]
+        assert "Outside" not in domain and "inside the training domain" in domain, (kind, domain)
+    assert "Trained on:** synthetic CLEVR-style scenes" in client.predict("demo", api_name="/model_info")
+
+
 def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client: Client, tmp_path: Path) -> None:
     fake = tmp_path / "not_an_image.png"
     fake.write_text("this is text, not a PNG")
-    caption, status, words, blocks, changes = describe(client, example("add")[0], str(fake))
+    caption, status, words, blocks, changes, _domain, _pixels = describe(client, example("add")[0], str(fake))
     assert caption == "" and words == [] and blocks == [] and changes == []
     assert "not an image" in status and "not_an_image.png" in status
     assert "missing" in describe(client, example("add")[0], None)[1]
@@ -161,7 +188,9 @@ def test_image_modes_and_sizes(handlers: dict, tmp_path: Path) -> None:
     }.items():
         paths[name] = tmp_path / f"{name}.png"
         img.save(paths[name])
-    caption, status, words, blocks, changes, state = _run(handlers, str(paths["gray"]), str(paths["rgba"]))
+    caption, status, words, blocks, changes, state, _domain, _pixels = _run(
+        handlers, str(paths["gray"]), str(paths["rgba"])
+    )
     assert "grayscale" in status and "alpha" in status and state is not None
     assert "decoder layer 2" in status
     assert "16-bit" in _run(handlers, str(paths["deep"]), str(paths["rgb"]))[1]
@@ -215,8 +244,10 @@ def test_checkpoint_picker_layouts(handlers: dict, tmp_path: Path) -> None:
         ModelCache(offered_checkpoints([tmp_path / "openai.pt", tmp_path / "adapt.bin"]))
     )
     assert "untrained" in handlers["model_info"]("adapt.bin")
-    caption, status, words, blocks, changes, _ = handlers["describe"](
+    caption, status, words, blocks, changes, _, domain, pixels = handlers["describe"](
         str(EXAMPLES_DIR / "add_before.png"), str(EXAMPLES_DIR / "add_after.png"), "openai.pt",
         "greedy", 3, 3, "mean over layers", False,
     )  # fmt: skip
     assert "untrained" in status and len(blocks) == len(changes) == tiny.config.vision_layers
+    assert domain == "" and pixels.shape[2] == 3  # an OpenAI file describes no domain: no check, no notice
+    assert "not described by this checkpoint" in handlers["model_info"]("openai.pt")

@@ -157,6 +157,27 @@ def _layer_index(choice: str | None, layers: int) -> int | None:
     return index if 0 <= index < layers else None
 
 
+def domain_line(model: Any) -> str:
+    """The model's training domain, shown next to its name (the check's statistics come with the weights)."""
+    stats = getattr(model, "domain", None)
+    if stats is None:
+        return (
+            "**Trained on:** not described by this checkpoint, so pairs are not checked against its domain."
+        )
+    return (
+        f"**Trained on:** {stats.description}. Each pair gets a domain score (about 1.0 for a typical "
+        f"training pair); above {stats.threshold:.2f} the app says the pair is outside what the model knows."
+    )
+
+
+def domain_notice(check: explanation.PairExplanation | None) -> str:
+    """The notice beside the caption: the domain check's verdict with its score and what it is compared with."""
+    if check is None or check.domain is None:
+        return ""
+    notice = check.domain.notice()
+    return f"⚠️ **Outside the training domain.** {notice}" if notice else f"✅ {check.domain.summary()}."
+
+
 def make_handlers(cache: ModelCache) -> dict[str, Any]:
     """The app's callbacks, bound to one model cache (also usable without a server, e.g. in tests)."""
 
@@ -169,7 +190,8 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
         lines = [
             f"**Model:** {loaded.label}; {loaded.model.num_parameters() / 1e6:.1f} M parameters, "
             f"{cfg.grid}×{cfg.grid} patches per image, {cfg.intra_layers} per-image + "
-            f"{cfg.vision_layers - cfg.intra_layers} joint encoder blocks, {cfg.decoder_layers} decoder layers."
+            f"{cfg.vision_layers - cfg.intra_layers} joint encoder blocks, {cfg.decoder_layers} decoder layers.",
+            domain_line(loaded.model),
         ]
         return "\n\n".join(lines + [f"⚠️ {n}" for n in loaded.notes])
 
@@ -182,7 +204,7 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
         max_words: float,
         layer: str,
         rollout: bool,
-    ) -> tuple[str, str, list, list, list, dict | None]:
+    ) -> tuple[str, str, list, list, list, dict | None, str, Any]:
         start = time.perf_counter()
         try:
             loaded = cache.get(checkpoint)
@@ -192,12 +214,13 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
                 loaded.model, pair.before, pair.after, beams, int(max_words), rollout=bool(rollout)
             )
         except Clip4idcError as err:
-            return "", _status([], str(err)), [], [], [], None
+            return "", _status([], str(err)), [], [], [], None, "", None
         cap = result.caption
         layer_idx = _layer_index(layer, loaded.model.config.decoder_layers)
         words = explanation.word_panels(cap, pair.before, pair.after, layer=layer_idx)
         blocks = explanation.encoder_panels(result.encoder, pair.before, pair.after, vertical=True)
         changes = explanation.difference_panels(loaded.model, pair.before, pair.after)
+        pixel_map, _ = explanation.pixel_difference_panel(loaded.model, pair.before, pair.after)
         elapsed = time.perf_counter() - start
         notes = list(pair.notes) + [f"⚠️ {n}" for n in loaded.notes]
         where = "mean over decoder layers" if layer_idx is None else f"decoder layer {layer_idx + 1}"
@@ -207,7 +230,7 @@ def make_handlers(cache: ModelCache) -> dict[str, Any]:
         if not cap.words:
             notes.append("The model produced an empty caption.")
         state = {"result": cap, "before": pair.before, "after": pair.after, "layer": layer_idx}
-        return cap.caption, _status(notes), words, blocks, changes, state
+        return cap.caption, _status(notes), words, blocks, changes, state, domain_notice(result), pixel_map
 
     def score(before: Any, after: Any, checkpoint: str, candidates: str) -> tuple[list[list], str]:
         try:
@@ -324,8 +347,20 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
             )
             rollout = gr.Checkbox(value=False, label="Encoder: attention rollout")
         run = gr.Button("Describe the change", variant="primary", elem_id="run")
-        caption = gr.Textbox(label="Caption", elem_id="caption", interactive=False, lines=2, max_lines=3)
-        status = gr.Markdown(elem_id="status")
+        with gr.Row():
+            with gr.Column(scale=3):
+                caption = gr.Textbox(
+                    label="Caption", elem_id="caption", interactive=False, lines=2, max_lines=3
+                )
+                domain = gr.Markdown(elem_id="domain-notice")
+                status = gr.Markdown(elem_id="status")
+            pixels = gr.Image(
+                label="Where the pixels differ (no model: mean absolute change per patch, on the after image)",
+                elem_id="pixel-map",
+                interactive=False,
+                height=220,
+                scale=2,
+            )
         words = gr.Gallery(
             label="Where each word looked: before | after, one colour scale per word (use the arrows or thumbnails)",
             elem_id="word-maps",
@@ -374,7 +409,7 @@ def build_app(cache: ModelCache | None = None) -> gr.Blocks:
         run.click(
             h["describe"],
             [before, after, checkpoint, decoding, beam_size, max_words, layer, rollout],
-            [caption, status, words, encoder, changes, state],
+            [caption, status, words, encoder, changes, state, domain, pixels],
             api_name="describe",
             **common,
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from ..weights.domain import domain_score
 from ..weights.registry import load, print_notes
 
 
@@ -19,8 +21,16 @@ def run(args: argparse.Namespace) -> int:
         beam_size=args.beam,
         length_penalty=args.length_penalty,
     )
+    check = domain_score(model, args.before, args.after)  # None: the checkpoint describes no domain
+    if check is not None and not check.inside:  # stdout keeps just the caption
+        print(f"notice: {args.before}, {args.after}: {check.notice()}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"before": args.before, "after": args.after, "caption": caption}))
+        score = None if check is None else round(check.score, 4)
+        print(
+            json.dumps(
+                {"before": args.before, "after": args.after, "caption": caption, "domain_score": score}
+            )
+        )
     else:
         print(caption)
     return 0

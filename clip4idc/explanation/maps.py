@@ -47,6 +47,7 @@ from ..errors import Clip4idcError
 from ..network.inference import PairInput, pair_tensors
 from ..tokenizer import EOT_ID, PAD_ID, SOT_ID, default_tokenizer
 from ..training.guidance import pixel_change_map
+from ..weights.domain import DomainCheck, domain_score
 
 # ------------------------------------------------------------------------------------------------------
 # inputs
@@ -327,10 +328,12 @@ def caption_with_attention(
 
 @dataclass
 class PairExplanation:
-    """Caption, decoder maps and encoder maps of one pair from a single encoder pass (what the app shows)."""
+    """Caption, decoder maps and encoder maps of one pair from a single encoder pass (what the app shows),
+    and whether the pair looks like the model's training domain (``None``: the model carries no statistics)."""
 
     caption: CaptionAttention
     encoder: EncoderAttention
+    domain: DomainCheck | None = None
 
 
 @torch.no_grad()
@@ -343,13 +346,16 @@ def explain_pair(
     length_penalty: float = 0.0,
     rollout: bool = False,
 ) -> PairExplanation:
-    """:func:`caption_with_attention` and :func:`encoder_attention` sharing one encoder pass."""
+    """:func:`caption_with_attention` and :func:`encoder_attention` sharing one encoder pass, with the
+    domain check (:func:`clip4idc.weights.domain.domain_score`)."""
     bef, aft = pair_tensors(model, before, after)
     enc = model.encode_pair(bef, aft, need_weights=True)
     cfg = model.config
     encoder = encoder_maps([a.cpu() for a in enc.attentions], cfg.intra_layers, cfg.grid, rollout)
     return PairExplanation(
-        caption_from_hidden(model, enc.hidden, beam_size, max_words, length_penalty), encoder
+        caption_from_hidden(model, enc.hidden, beam_size, max_words, length_penalty),
+        encoder,
+        domain_score(model, bef, aft),
     )
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from ..network.inference import pair_tensors
 from ..preprocess import ImageLike, load_image
-from .maps import CaptionAttention, EncoderAttention, _block_differences
+from .maps import CaptionAttention, EncoderAttention, _block_differences, pixel_difference_maps
 
 
 def _as_rgb_array(image: ImageLike | np.ndarray) -> np.ndarray:
@@ -135,6 +135,17 @@ def difference_panels(
         )
         for block in range(blocks)
     ]
+
+
+def pixel_difference_panel(
+    model: torch.nn.Module, before: ImageLike, after: ImageLike
+) -> tuple[np.ndarray, str]:
+    """The model-free view: :func:`pixel_difference_maps` (mean absolute pixel change per patch, as the
+    model sees the images) on the after image. Why: where the images differ, whatever the model knows."""
+    bef, aft = pair_tensors(model, before, after)
+    cells = pixel_difference_maps(bef, aft, model.config.patch)[0]
+    label = "pixel difference (no model): mean absolute change per patch"
+    return overlay(_as_rgb_array(after), cells), label
 
 
 def plot_word_maps(

@@ -14,6 +14,7 @@ import torch
 from ..errors import fail
 from ..network.config import ModelConfig, get_config
 from ..network.model import CLIP4IDC
+from .domain import read_domain
 from .formats import CONFIG_NAME, WEIGHTS_NAME, build_from_state, read_state_dict
 
 WEIGHTS_DIR = Path(__file__).parent
@@ -69,7 +70,8 @@ def load(
 
     ``model.load_layout`` says what was loaded (``clip4idc``, ``clip4idc-adapt``, ``openai``, or ``random``
     for ``demo`` before its weights are installed) and ``model.notes`` what makes its captions meaningless;
-    captions are meaningful only when ``load_layout == "clip4idc"``.
+    captions are meaningful only when ``load_layout == "clip4idc"``. ``model.domain`` holds the folder's
+    training-domain statistics (:mod:`.domain`), ``None`` when it carries none.
     """
     name = str(source)
     if name in NAMED_WEIGHTS and not installed(name):
@@ -77,6 +79,7 @@ def load(
         model = CLIP4IDC(get_config(name)).eval()
         model.load_layout = "random"
         model.notes = [RANDOM_NOTE]
+        model.domain = None
         return model.to(device)
     named = named_path(name)
     resolved, run_note = resolve_checkpoint(name) if named is None else (str(named), None)
@@ -94,6 +97,8 @@ def load(
         if overrides:
             cfg = ModelConfig.from_dict({**cfg.to_dict(), **overrides}, strict=True)
     model = build_from_state(path, raw, cfg, **overrides)
+    # What the model knows (weights/domain.py); None for folders without it and for single files.
+    model.domain = read_domain(path, model.config.vision_width) if path.is_dir() else None
     model.notes = ([run_note] if run_note else []) + (
         [LAYOUT_NOTES[model.load_layout]] if model.load_layout in LAYOUT_NOTES else []
     )
