@@ -90,3 +90,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         )
         for path in found:
             terminalreporter.line(f"  {path}", red=True)
+
+
+def small_demo_model() -> torch.nn.Module:
+    """The demo architecture at a few hundred kB (seed 0): what app, security and domain tests save and load."""
+    import clip4idc
+
+    torch.manual_seed(0)
+    return clip4idc.build_model(
+        "demo", vision_width=64, vision_heads=2, embed_dim=64, text_width=64, text_heads=2, text_layers=1,
+        decoder_heads=2, decoder_intermediate=128, resolution=64, patch=16,
+    )  # fmt: skip

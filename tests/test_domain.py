@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import small_demo_model
 from PIL import Image, ImageDraw
 
 import clip4idc
@@ -43,11 +44,7 @@ def photo_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small saved model folder with no domain statistics."""
-    torch.manual_seed(0)
-    tiny = clip4idc.build_model(
-        "demo", vision_width=64, vision_heads=2, embed_dim=64, text_width=64, text_heads=2, text_layers=1,
-        decoder_heads=2, decoder_intermediate=128, resolution=64, patch=16,
-    )  # fmt: skip
+    tiny = small_demo_model()
     folder = tmp_path_factory.mktemp("tiny") / "model"
     clip4idc.save_pretrained(tiny, folder)
     return folder

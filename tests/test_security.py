@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import small_demo_model
 from torch import nn
 
 import clip4idc
@@ -203,11 +204,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def operator_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = clip4idc.build_model(
-        "demo", vision_width=64, vision_heads=2, embed_dim=64, text_width=64, text_heads=2, text_layers=1,
-        decoder_heads=2, decoder_intermediate=128, resolution=64, patch=16,
-    )  # fmt: skip
+    model = small_demo_model()
     path = tmp_path_factory.mktemp("operator") / "tiny"
     clip4idc.save_pretrained(model, path)
     return path
