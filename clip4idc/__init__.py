@@ -11,7 +11,7 @@ from .network.config import ModelConfig, get_config, infer_config, list_configs
 from .network.model import CLIP4IDC, PairEncoding
 from .preprocess import load_image, preprocess, preprocess_pairs
 from .tokenizer import Tokenizer, default_tokenizer
-from .weights import DomainCheck, domain_score, load, save_pretrained
+from .weights import DomainCheck, domain_score, load, save_clip, save_pretrained
 
 __version__ = "0.1.0"
 
@@ -40,5 +40,6 @@ __all__ = [
     "load_image",
     "preprocess",
     "preprocess_pairs",
+    "save_clip",
     "save_pretrained",
 ]

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 
+from ..data.synthetic.writer import DEFAULT_SIZE
 from ..errors import Clip4idcError
 from ..io import check_writable_folder
 
@@ -32,7 +33,12 @@ def register(subparsers) -> None:
     synth = sub.add_parser("synth", help="generate a synthetic CLEVR-Change dataset")
     synth.add_argument("out", help="output folder")
     synth.add_argument("--pairs", type=int, default=1000, help="number of scenes (default 1000)")
-    synth.add_argument("--size", type=parse_size, default=(320, 240), help="WxH (default 320x240)")
+    synth.add_argument(
+        "--size",
+        type=parse_size,
+        default=DEFAULT_SIZE,
+        help=f"WxH (default {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]}: what the bundled models saw)",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1))
     synth.add_argument("--val-frac", type=float, default=0.1)

@@ -1,4 +1,4 @@
-"""``clip4idc train --stage adapt|finetune --config FILE [key=value ...]``: one training stage."""
+"""``clip4idc train --stage pretrain|adapt|finetune --config FILE [key=value ...]``: one training stage."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a stage: adapt (retrieval) or finetune (captioning)")
+    p = sub.add_parser(
+        "train",
+        help="train a stage: pretrain (a single-image CLIP), adapt (retrieval) or finetune (captioning)",
+    )
     p.add_argument("--stage", choices=STAGES, default=None)
     p.add_argument("--config", default=None, help="JSON training config (see configs/)")
     p.add_argument("--out", default=None, help="run folder (overrides out= in the config)")

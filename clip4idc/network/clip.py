@@ -244,6 +244,16 @@ class CLIP(nn.Module):
         pooled = (hidden[:, 0] + hidden[:, n]) / 2
         return pooled, hidden, attentions
 
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """Single-image embedding (B,E), as OpenAI's CLIP computes it: every block on the image alone, the
+        class token through ``ln_post`` and the projection. The pair parts are not used; this is how the
+        CLIP a pair encoder starts from is pretrained (stage ``pretrain``)."""
+        v = self.visual
+        x = v.embed_patches(images)
+        for block in v.transformer.resblocks:
+            x, _ = block(x, None, False)
+        return v.ln_post(x[:, 0]) @ v.proj.to(x.dtype)
+
     def encode_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Caption embedding: ``pooled`` (B,E) at the end-of-text token (the largest id), ``hidden`` (B,L,E)."""
         length = ids.shape[1]

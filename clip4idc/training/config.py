@@ -1,7 +1,8 @@
 """The training config: everything a run depends on, saved as ``config.json`` in the run folder.
 
-Options both stages share sit at the top level; those of one stage sit in its group, ``adapt``
-(:class:`AdaptOptions`) or ``finetune`` (:class:`FinetuneOptions`), and only the group of the run's stage
+Options every stage shares sit at the top level; those of one stage sit in its group, ``pretrain``
+(:class:`PretrainOptions`, the CLIP stand-in's single-image pretraining), ``adapt`` (:class:`AdaptOptions`,
+stage 1) or ``finetune`` (:class:`FinetuneOptions`, stage 2), and only the group of the run's stage
 may differ from its defaults. A group also holds its stage's defaults (weight decay, selection metric) and
 says what its stage's training set is given, so the training loop reads them instead of asking the stage::
 
@@ -24,6 +25,27 @@ from typing import Any, ClassVar
 from ..errors import Clip4idcError, fail
 from ..io import read_json
 from ..network.config import ModelConfig, get_config
+
+
+@dataclass
+class PretrainOptions:
+    """Before stage 1: a single-image CLIP learns from images and their descriptions, as OpenAI's did from
+    alt-texts (the CLIP stand-in; :mod:`clip4idc.data.pretraining`). ``hard_negatives`` near-miss
+    descriptions per image (the first with one object's shape changed) join its image→text row."""
+
+    weight_decay: ClassVar[float] = 0.2  # CLIP's
+    select_metric: ClassVar[str] = "attributes"  # mean zero-shot attribute accuracy on val
+    trains_decoder: ClassVar[bool] = False
+
+    hard_negatives: int = 2
+
+    def check(self) -> None:
+        if not 0 <= self.hard_negatives <= 8:
+            raise ValueError("hard_negatives must be 0-8")
+
+    def dataset_options(self) -> dict[str, Any]:
+        """Keyword arguments for the training set (:class:`clip4idc.data.pretraining.DescriptionDataset`)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -77,8 +99,9 @@ class FinetuneOptions:
         return {}
 
 
-# The stages, each with its option group (``TrainConfig.adapt``, ``TrainConfig.finetune``).
-GROUPS: dict[str, type[AdaptOptions] | type[FinetuneOptions]] = {
+# The stages, each with its option group (``TrainConfig.pretrain``, ``.adapt``, ``.finetune``).
+GROUPS: dict[str, type[PretrainOptions] | type[AdaptOptions] | type[FinetuneOptions]] = {
+    "pretrain": PretrainOptions,
     "adapt": AdaptOptions,
     "finetune": FinetuneOptions,
 }
@@ -89,13 +112,13 @@ STAGES = tuple(GROUPS)
 class TrainConfig:
     """Everything a run depends on; saved as ``config.json`` in the run folder."""
 
-    stage: str = "adapt"  # adapt | finetune
+    stage: str = "adapt"  # pretrain | adapt | finetune
     dataset: str = "clevr"  # clevr | spot | ier
     data: str = ""  # dataset root folder
     out: str = "runs/run"
     model: str = "ViT-B-32"  # named model config or a JSON file
     model_overrides: dict[str, Any] = field(default_factory=dict)
-    init: str | None = None  # OpenAI CLIP file, adaptation checkpoint (ours or original), or ours
+    init: str | None = None  # named weights, OpenAI CLIP file, adaptation checkpoint (ours or original), ours
     epochs: int = 12
     batch_size: int = 128  # global batch (all ranks, all accumulation steps)
     batch_size_val: int = 128
@@ -122,6 +145,7 @@ class TrainConfig:
     stop_after: int | None = None  # stop after this many epochs (the schedule still spans `epochs`)
     select_metric: str | None = None  # None: the stage group's default
     progress: bool = True
+    pretrain: PretrainOptions = field(default_factory=PretrainOptions)
     adapt: AdaptOptions = field(default_factory=AdaptOptions)
     finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
 
@@ -144,7 +168,7 @@ class TrainConfig:
             self.select_metric = self.options.select_metric
 
     @property
-    def options(self) -> AdaptOptions | FinetuneOptions:
+    def options(self) -> PretrainOptions | AdaptOptions | FinetuneOptions:
         """The option group of this run's stage."""
         return getattr(self, self.stage)
 
@@ -171,7 +195,7 @@ class TrainConfig:
         cls, path: str | Path | None, overrides: list[str], stage: str | None = None
     ) -> TrainConfig:
         """``path``'s options (over its bases), then ``stage``, then ``key=value`` overrides: ``KEY`` for a
-        top-level option, ``adapt.KEY`` / ``finetune.KEY`` for a stage's, ``model.KEY`` for the model's."""
+        top-level option, ``pretrain.KEY`` / ``adapt.KEY`` / ``finetune.KEY`` for a stage's, ``model.KEY`` for the model's."""
         data: dict[str, Any] = read_config_file(Path(path)) if path else {}
         if stage:
             data["stage"] = stage

@@ -1,5 +1,6 @@
-"""The two stages' losses, computed over every rank's batch: :class:`AdaptLoss` (stage 1, contrastive) and
-:class:`CaptionLoss` (stage 2, the caption decoder). Each wraps the model so that DDP sees one ``forward``
+"""The stages' losses, computed over every rank's batch: :class:`PretrainLoss` (a single-image CLIP, the
+stand-in's pretraining), :class:`AdaptLoss` (stage 1, contrastive) and :class:`CaptionLoss` (stage 2, the
+caption decoder). Each wraps the model so that DDP sees one ``forward``
 per step; with several processes (``Dist``) the contrastive loss sees the embeddings of every rank,
 gradients included, so two processes compute the loss of one on the whole batch."""
 
@@ -11,8 +12,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..data.pretraining import trim_padding
 from ..network.model import CLIP4IDC, contrastive_loss
-from .config import AdaptOptions, FinetuneOptions
+from .config import AdaptOptions, FinetuneOptions, PretrainOptions
 from .guidance import change_target, guidance_loss
 
 
@@ -34,6 +36,34 @@ def gather_with_grad(x: torch.Tensor, d: Dist) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x), dim=0)
+
+
+class PretrainLoss(nn.Module):
+    """CLIP's own loss on single images and their descriptions over the global batch; each image's near-miss
+    descriptions (``neg_text_ids``) extend its image→text row, so telling a cube from a cylinder pays even
+    when no other image of the batch differs from this one only in that."""
+
+    def __init__(self, model: CLIP4IDC, d: Dist, options: PretrainOptions | None = None) -> None:
+        super().__init__()
+        self.model, self.d = model, d
+        visual = model.clip.visual  # the pair parts take no part in single images: frozen, so that DDP
+        for part in (visual.joint_positional_embedding, visual.bef_embedding, visual.aft_embedding):
+            part.requires_grad_(False)  # does not wait for their gradients
+        visual.ln_mid.requires_grad_(False)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        m = self.model
+        image = gather_with_grad(m.clip.encode_image(batch["image"]).float(), self.d)
+        text, _ = m.encode_text(trim_padding(batch["text_ids"]))
+        text = gather_with_grad(text.float(), self.d)
+        negatives = None
+        if "neg_text_ids" in batch:
+            b, k = image.shape[0], batch["neg_text_ids"].shape[1]
+            neg, _ = m.encode_text(trim_padding(batch["neg_text_ids"].flatten(0, 1)))
+            neg = gather_with_grad(neg.float(), self.d).view(b, k, -1)
+            rows = torch.arange(b, device=image.device)
+            negatives = m.retrieval_logits(neg.flatten(0, 1), image).view(b, k, b)[rows, :, rows]
+        return contrastive_loss(m.retrieval_logits(text, image), negatives)
 
 
 class AdaptLoss(nn.Module):

@@ -1,9 +1,10 @@
-"""Two-stage CLIP4IDC training: ``clip4idc train --stage adapt|finetune --config FILE [key=value ...]``.
+"""CLIP4IDC training: ``clip4idc train --stage pretrain|adapt|finetune --config FILE [key=value ...]``.
 
 Read top to bottom: config → distributed setup → model → data → optimiser → (resume) → epochs of
 train steps, each followed by validation and an atomic checkpoint. One process by default; several GPUs
 or nodes under ``torchrun`` (DDP, with the contrastive loss computed on embeddings gathered from every
-rank, gradients included; the losses are in :mod:`.losses`). Where the stages differ - the loss, the data
+rank, gradients included; the losses are in :mod:`.losses`). Stage ``pretrain`` makes the single-image CLIP
+that stage 1 (``adapt``) starts from, when no pretrained CLIP is at hand. Where the stages differ - the loss, the data
 its batches hold, the validation - is one table, ``STAGE_PARTS``; a stage's options are its group of the
 config (:mod:`.config`). The best epoch is chosen on **val**, never on test.
 
@@ -32,13 +33,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
 from ..data import AdaptationDataset, CaptionDataset
+from ..data.pretraining import DescriptionDataset
 from ..errors import Clip4idcError, fail
 from ..io import check_writable_folder, open_regular, write_json_atomic
 from ..network.model import CLIP4IDC
 from ..precision import autocast, resolve_precision
 from ..weights.formats import MAX_CHECKPOINT_BYTES, load_into, read_state_dict, save_pretrained
+from ..weights.registry import named_path
 from .config import TrainConfig, flat_options, model_config
-from .losses import AdaptLoss, CaptionLoss, Dist
+from .losses import AdaptLoss, CaptionLoss, Dist, PretrainLoss
 from .optim import build_optimizer
 
 # ----------------------------------------------------------------------------------------------------
@@ -114,7 +117,8 @@ class GlobalBatchSampler(Sampler[list[int]]):
 
 
 def make_datasets(cfg: TrainConfig, resolution: int, max_words: int):
-    """The stage's training set (with its group's options) and validation set."""
+    """The stage's training set (with its group's options) and validation set; ``max_words`` is the
+    text length (the caption budget, or for ``pretrain`` the text tower's context: descriptions are long)."""
     from ..data import first_scenes, load_pairs
 
     kind = STAGE_PARTS[cfg.stage].dataset
@@ -180,6 +184,17 @@ def validate_retrieval(
     return flat
 
 
+def validate_descriptions(
+    model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
+) -> dict[str, Any]:
+    """Stage ``pretrain``: zero-shot R@1 image→description and attribute accuracies on val images."""
+    from ..evaluation.descriptions import description_accuracy
+
+    scores = description_accuracy(model, val_set, cfg.batch_size_val, device, precision)
+    scores.pop("chance")
+    return scores
+
+
 def validate_captions(
     model: CLIP4IDC, val_set, cfg: TrainConfig, device: torch.device, precision: str
 ) -> dict[str, Any]:
@@ -213,12 +228,13 @@ def validate_captions(
 class StageParts:
     """A stage's own parts; its options and defaults are its group of the config (``cfg.options``)."""
 
-    loss: type[AdaptLoss] | type[CaptionLoss]  # built as loss(model, dist, the stage's option group)
-    dataset: type[AdaptationDataset] | type[CaptionDataset]  # given the group's dataset_options()
+    loss: type[PretrainLoss] | type[AdaptLoss] | type[CaptionLoss]  # loss(model, dist, the stage's group)
+    dataset: type[DescriptionDataset] | type[AdaptationDataset] | type[CaptionDataset]  # + dataset_options()
     validate: Callable[[CLIP4IDC, Any, TrainConfig, torch.device, str], dict[str, Any]]
 
 
 STAGE_PARTS = {
+    "pretrain": StageParts(PretrainLoss, DescriptionDataset, validate_descriptions),
     "adapt": StageParts(AdaptLoss, AdaptationDataset, validate_retrieval),
     "finetune": StageParts(CaptionLoss, CaptionDataset, validate_captions),
 }
@@ -302,12 +318,13 @@ def pick_device(name: str) -> torch.device:
 
 def init_model(cfg: TrainConfig) -> CLIP4IDC:
     """Model for the stage, initialised from ``cfg.init`` when given (fresh parts keep their init)."""
-    raw = read_state_dict(cfg.init) if cfg.init else None
+    init = str(named_path(cfg.init) or cfg.init) if cfg.init else None  # "clip-standin", "demo": bundled
+    raw = read_state_dict(init) if init else None
     has_decoder = raw is not None and any(k.startswith("decoder.") for k in raw)
     torch.manual_seed(cfg.seed)
     model = CLIP4IDC(model_config(cfg, has_decoder))
     if raw is not None:
-        layout = load_into(model, cfg.init, raw)
+        layout = load_into(model, init, raw)
         print(f"initialised from {cfg.init} ({layout})", file=sys.stderr)
     if not cfg.options.trains_decoder and model.decoder is not None:
         for name, p in model.decoder.named_parameters():
@@ -345,7 +362,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = init_model(cfg).to(device)
-    train_set, val_set = make_datasets(cfg, model.config.resolution, model.config.max_words)
+    text_length = model.config.context_length if cfg.stage == "pretrain" else model.config.max_words
+    train_set, val_set = make_datasets(cfg, model.config.resolution, text_length)
     groups = train_set.batch_groups() if hasattr(train_set, "batch_groups") else None
     sampler = GlobalBatchSampler(len(train_set), cfg.batch_size, d, cfg.grad_accum, cfg.seed, groups=groups)
     loader = DataLoader(

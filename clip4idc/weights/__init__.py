@@ -2,7 +2,15 @@
 the one loader, :func:`clip4idc.load` (:mod:`.registry`), and what each model knows (:mod:`.domain`)."""
 
 from .domain import DomainCheck, domain_score
-from .formats import read_state_dict, save_pretrained
+from .formats import read_state_dict, save_clip, save_pretrained
 from .registry import installed, load
 
-__all__ = ["DomainCheck", "domain_score", "installed", "load", "read_state_dict", "save_pretrained"]
+__all__ = [
+    "DomainCheck",
+    "domain_score",
+    "installed",
+    "load",
+    "read_state_dict",
+    "save_clip",
+    "save_pretrained",
+]

@@ -6,7 +6,9 @@
 * Original CLIP4IDC (``pytorch_model.bin.clevr`` …): adaptation stage (``clip.*`` only; the decoder
   starts fresh, as the original's non-strict loader does) or finetuning stage; fp16 entries are cast to
   fp32; the tied keys must agree.
-* Ours: a directory with ``config.json`` and ``model.safetensors`` (``save_pretrained``).
+* Ours: a directory with ``config.json`` and ``model.safetensors`` (``save_pretrained``), or, for a
+  single-image CLIP such as the bundled stand-in, the same directory holding OpenAI's keys (``save_clip``),
+  which loads exactly as an OpenAI file does.
 
 No code in a checkpoint ever runs: zip archives (``torch.save`` files and TorchScript archives) are
 read as data by :mod:`clip4idc.archive`, older pickles with ``torch.load(weights_only=True)``, and only
@@ -185,14 +187,31 @@ def build_from_state(
 
 def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype | None = None) -> None:
     """Write ``config.json`` + ``model.safetensors`` (tied aliases stored once), atomically per file."""
+    state = {k: v for k, v in model.state_dict().items() if k not in TIED_KEYS}
+    _write_folder(state, model.config, directory, dtype)
+
+
+def save_clip(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype | None = None) -> None:
+    """Write the model's single-image CLIP in OpenAI's layout (``visual.*``, ``transformer.*``, …; no pair
+    parts, no decoder) with its ``config.json``: what a pretrained CLIP file holds, loaded as one."""
+    state = {
+        k.removeprefix("clip."): v
+        for k, v in model.state_dict().items()
+        if k.startswith("clip.") and k not in PAIR_KEYS and k not in TIED_KEYS
+    }
+    _write_folder(state, model.config, directory, dtype)
+
+
+def _write_folder(
+    state: dict[str, torch.Tensor], config: ModelConfig, directory: str | Path, dtype: torch.dtype | None
+) -> None:
     from safetensors.torch import save_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {
         k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
-        for k, v in model.state_dict().items()
-        if k not in TIED_KEYS
+        for k, v in state.items()
     }
     for stale in [*directory.glob(f".{WEIGHTS_NAME}.*.tmp"), *directory.glob("tmp*.tmp")]:
         stale.unlink(missing_ok=True)  # left by a save that was killed mid-write
@@ -201,9 +220,7 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
     ) as tmp:
         tmp_name = tmp.name
     try:
-        save_file(
-            state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(model.config.to_dict())}
-        )
+        save_file(state, tmp_name, metadata={"format": "pt", "clip4idc_config": json.dumps(config.to_dict())})
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)  # tempfile creates 0600; a saved model is an ordinary file
@@ -212,8 +229,8 @@ def save_pretrained(model: CLIP4IDC, directory: str | Path, dtype: torch.dtype |
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     tmp_cfg = directory / (CONFIG_NAME + ".tmp")
-    model.config.save(tmp_cfg)
+    config.save(tmp_cfg)
     os.replace(tmp_cfg, directory / CONFIG_NAME)
 
 
-__all__ = ["build_from_state", "load_into", "read_state_dict", "save_pretrained"]
+__all__ = ["build_from_state", "load_into", "read_state_dict", "save_clip", "save_pretrained"]

@@ -19,16 +19,18 @@ from .formats import CONFIG_NAME, WEIGHTS_NAME, build_from_state, read_state_dic
 
 WEIGHTS_DIR = Path(__file__).parent
 # Named weights shipped with the package: name -> save_pretrained folder under WEIGHTS_DIR.
-NAMED_WEIGHTS = {"demo": "demo"}
+# Each has the demo architecture; "clip-standin" is a single-image CLIP (OpenAI's layout), what stage 1 starts
+# from when no OpenAI CLIP is at hand: loaded, its pair parts and caption decoder are fresh.
+NAMED_WEIGHTS = {"demo": "demo", "clip-standin": "clip_standin"}
 # What each load layout means for the captions and maps (``model.load_layout`` -> note).
 LAYOUT_NOTES = {
-    "openai": "OpenAI CLIP file: the caption decoder and the pair-specific encoder parts are untrained, "
+    "openai": "single-image CLIP weights (OpenAI's layout): the caption decoder and the pair-specific encoder parts are untrained, "
     "so captions are meaningless; encoder maps show CLIP's own attention",
     "clip4idc-adapt": "adaptation-stage checkpoint: the caption decoder is untrained, so captions are "
     "meaningless; retrieval scores and encoder maps are meaningful",
 }
 RANDOM_NOTE = (
-    "the bundled demo weights are not installed: this is a random-weight model with the demo "
+    "the bundled {name} weights are not installed: this is a random-weight model with the demo "
     "architecture, so its captions are gibberish and its maps show no learned attention"
 )
 
@@ -76,9 +78,9 @@ def load(
     name = str(source)
     if name in NAMED_WEIGHTS and not installed(name):
         torch.manual_seed(0)
-        model = CLIP4IDC(get_config(name)).eval()
+        model = CLIP4IDC(get_config("demo")).eval()
         model.load_layout = "random"
-        model.notes = [RANDOM_NOTE]
+        model.notes = [RANDOM_NOTE.format(name=name)]
         model.domain = None
         return model.to(device)
     named = named_path(name)

@@ -9,7 +9,13 @@ from ...errors import fail
 
 
 def load_scenes(root: str | Path) -> dict:
-    """``scenes.json`` of a generated dataset as a dict ``scene id (str) → scene``.
+    """``scenes.json``'s ``scenes`` (see :func:`read_scene_file`)."""
+    return read_scene_file(root)["scenes"]
+
+
+def read_scene_file(root: str | Path) -> dict:
+    """``scenes.json`` of a generated dataset: ``image_size`` [W, H], ``seed``, and ``scenes``, a dict
+    ``scene id (str) → scene``.
 
     Each scene has ``change`` (``type``, ``object`` index, and ``from``/``to``/``after`` as applicable),
     ``objects`` (``shape``, ``color``, ``material``, ``size``, ``position`` [x, y, z], ``rotation``,
@@ -25,7 +31,7 @@ def load_scenes(root: str | Path) -> dict:
         raise fail(path, f"malformed JSON ({err})") from None
     if not isinstance(data, dict) or not isinstance(data.get("scenes"), dict):
         raise fail(path, "expected an object with a 'scenes' mapping")
-    return data["scenes"]
+    return data
 
 
 def change_boxes(scene: dict) -> dict[str, list[list[int]]]:
