@@ -61,7 +61,7 @@ def test_shipped_training_configs_load():
     from clip4idc.network.config import list_configs
     from clip4idc.training.train import TrainConfig
 
-    assert len(CONFIGS) >= 10
+    assert len(CONFIGS) >= 8
     for path in CONFIGS:
         cfg = TrainConfig.from_file(path, [])
         assert cfg.model in list_configs(), f"{path.name}: unknown model {cfg.model!r}"
@@ -69,21 +69,29 @@ def test_shipped_training_configs_load():
 
 
 def test_training_scripts_chain_their_stages_in_order():
-    """Each stage of a recipe script starts from a run that an earlier line of the same script wrote."""
+    """Each stage of a recipe script starts from a run that an earlier line of the same script wrote (a
+    line is ``clip4idc train --config FILE`` or the demo recipe's ``train FILE [key=value ...]``)."""
     from clip4idc.training.train import TrainConfig
 
     scripts = sorted((REPO / "scripts").glob("train_*.sh")) + [REPO / "projects" / "demo_model" / "train.sh"]
     assert len(scripts) >= 2
+    line = re.compile(r"^(?:clip4idc train --config|train) (\S+\.json)((?:[ \\\n]+\w+=\S+)*)", re.M)
     for script in scripts:
         written: set[str] = set()
-        names = re.findall(r"clip4idc train --config (\S+)", script.read_text())
-        assert names, f"{script.name} trains nothing"
-        for name in names:
+        stages = line.findall(script.read_text())
+        assert stages, f"{script.name} trains nothing"
+        for name, overrides in stages:
             assert (REPO / name).is_file(), f"{script.name}: {name} does not exist"
-            cfg = TrainConfig.from_file(REPO / name, [])
-            if cfg.init and cfg.init.startswith("runs/"):
-                assert cfg.init.removesuffix("/best") in written, (
-                    f"{script.name}: {name} starts from {cfg.init}, which no earlier stage writes"
+            fixed = [o for o in overrides.replace("\\", " ").split() if "$" not in o]  # not $EXPORT/...
+            cfg = TrainConfig.from_file(REPO / name, fixed)
+            init = next((o.split("=", 1)[1] for o in overrides.split() if o.startswith("init=")), cfg.init)
+            if init and init.startswith("runs/"):
+                assert init.removesuffix("/best") in written, (
+                    f"{script.name}: {name} starts from {init}, which no earlier stage writes"
                 )
             written.add(cfg.out)
         assert cfg.stage == "finetune", f"{script.name} ends without a caption decoder"
+        if script.parent.name == "demo_model":
+            assert [TrainConfig.from_file(REPO / n, []).stage for n, _ in stages[:3]] == [
+                "pretrain", "adapt", "finetune",
+            ], "the demo recipe is stand-in -> stage 1 -> stage 2"  # fmt: skip

@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw
 
 import clip4idc
+from clip4idc.data.synthetic.writer import DEFAULT_SIZE
 from clip4idc.preprocess import preprocess_pairs
 from clip4idc.weights.domain import (
     DomainStats,
@@ -35,7 +36,7 @@ from clip4idc.weights.domain import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = (160, 120)  # the training data's size (train.sh: --size 160x120)
+SIZE = DEFAULT_SIZE  # the generator's default: the training data's size
 SEEDS = {"fit": 2601, "calibration": 2602, "test": 2603, "test_320": 2604}
 SCENES = {"fit": 600, "calibration": 400, "test": 1000, "test_320": 200}
 DESCRIPTION = (

@@ -7,7 +7,8 @@
 # A finished step is skipped when the script runs again; an interrupted training run resumes bit-exactly.
 #     bash projects/demo_model/train.sh [key=value ...]      (overrides for every training run)
 # Environment: WORK (where data/ and runs/ go; default: the repository), EXPORT (where the weights go;
-# default: clip4idc/weights), SCENES / TEST_SCENES (default 30000 / 1100), EVAL_ARGS (extra eval flags).
+# default: clip4idc/weights), SCENES / TEST_SCENES (default 30000 / 1100), EVAL_ARGS (extra eval flags),
+# SKIP_DOMAIN (set: leave the domain check's statistics as they are).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 EXPORT="${EXPORT:-$REPO/clip4idc/weights}"
@@ -47,17 +48,23 @@ synth data/demo_scenes "${SCENES:-30000}" 2207 0.02 0       # training scenes (s
 synth data/demo_test "${TEST_SCENES:-1100}" 2208 0 0.92     # the fresh test set (seed 2208): 1,012 scenes
 train projects/demo_model/configs/pretrain.json "$@"         # the CLIP stand-in, from random weights
 export_fp16 save_clip runs/demo_standin/best "$EXPORT/clip_standin"
+[ -f runs/standin_check.json ] || {  # a real CLIP? its zero-shot scores on the test images
+  python "$REPO/projects/demo_model/standin_check.py" "$EXPORT/clip_standin" data/demo_test test \
+    > runs/standin_check.tmp && mv runs/standin_check.tmp runs/standin_check.json; }
 train projects/demo_model/configs/adapt.json init="$EXPORT/clip_standin" "$@"   # stage 1 from the stand-in
 train projects/demo_model/configs/finetune.json "$@"                             # stage 2
 export_fp16 save_pretrained runs/demo_finetune/best "$EXPORT/demo"
+[ -n "${SKIP_DOMAIN:-}" ] || [ -f runs/domain_check.md ] || {  # what it knows: weights/demo/domain.safetensors
+  python "$REPO/projects/demo_model/domain_check.py" --write --model "$EXPORT/demo" --data data/domain_check \
+    > runs/domain_check.tmp && mv runs/domain_check.tmp runs/domain_check.md; }
 evaluate "$EXPORT/demo" runs/demo_eval
-# The spread and the ablation: stage 2 again with another seed, and stage 2 alone on the stand-in.
-train projects/demo_model/configs/finetune.json out=runs/demo_finetune_seed2 seed=2022 "$@"
+# The paper's ablation (stage 2 alone on the stand-in) and the spread (stage 2 of each arm with another seed).
 train projects/demo_model/configs/finetune.json out=runs/demo_ablation init="$EXPORT/clip_standin" "$@"
+evaluate runs/demo_ablation runs/demo_eval_ablation
+train projects/demo_model/configs/finetune.json out=runs/demo_finetune_seed2 seed=2022 "$@"
+evaluate runs/demo_finetune_seed2 runs/demo_eval_seed2
 train projects/demo_model/configs/finetune.json out=runs/demo_ablation_seed2 init="$EXPORT/clip_standin" \
   seed=2022 "$@"
-evaluate runs/demo_finetune_seed2 runs/demo_eval_seed2
-evaluate runs/demo_ablation runs/demo_eval_ablation
 evaluate runs/demo_ablation_seed2 runs/demo_eval_ablation_seed2
 python "$REPO/projects/demo_model/results.py" runs/demo_eval runs/demo_eval_seed2 -- runs/demo_eval_ablation \
   runs/demo_eval_ablation_seed2
