@@ -103,6 +103,20 @@ def test_description_dataset_items(synth):
     assert (ids[:, -1] != 0).any() and ids.shape[1] < 77
 
 
+def test_two_shape_negatives_give_one_object_each_other_shape(synth):
+    pairs = load_pairs(synth, "clevr", "train")
+    data = DescriptionDataset(pairs, resolution=32, train=True, hard_negatives=3, shape_negatives=2)
+    rng = np.random.default_rng(0)
+    for index in range(len(data)):
+        _, objects = data.items[index]
+        first, second, third = data.near_misses(objects, rng)
+        changed = [k for k, (a, b, c) in enumerate(zip(objects, first, second)) if a != b or a != c]
+        assert len(changed) == 1  # the same object, twice
+        k = changed[0]
+        assert {objects[k].shape, first[k].shape, second[k].shape} == {"cube", "sphere", "cylinder"}
+        assert third is not None and third != list(objects)
+
+
 def _run_recipe(tmp_path: Path, synth_scenes: int) -> subprocess.CompletedProcess:
     env = dict(
         os.environ,

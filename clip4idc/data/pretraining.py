@@ -6,8 +6,9 @@ scene of its own: a split of ``n`` scenes gives ``3n`` images (before, after, di
 by the objects it shows.
 
 Items: ``image`` (3, R, R) float32, ``text_ids`` (L,) long, ``index``; in training also ``neg_text_ids``
-(k, L): ``hard_negatives = k`` near-miss descriptions of the same image (one object's shape changed, then
-any attribute changed or exchanged), extra negatives the loss scores against this image only. Training
+(k, L): ``hard_negatives = k`` near-miss descriptions of the same image (``shape_negatives`` of them about
+an object's shape, then any attribute changed or exchanged), extra negatives the loss scores against this
+image only. Training
 draws synonyms for the attribute words; evaluation uses the first word of each, with no negatives (the
 zero-shot check, :func:`clip4idc.evaluation.descriptions.description_accuracy`, makes its own).
 """
@@ -24,7 +25,7 @@ from ..errors import Clip4idcError
 from ..tokenizer import Tokenizer, default_tokenizer
 from .datasets import ImageCache
 from .readers import Pair
-from .synthetic.describe import SeenObject, describe, false_objects, image_objects
+from .synthetic.describe import VALUES, SeenObject, change_attribute, describe, false_objects, image_objects
 from .synthetic.scenes import read_scene_file
 
 VIEWS = ("before", "after", "distractor")
@@ -61,6 +62,7 @@ class DescriptionDataset(Dataset):
         cache_dir: str | Path | None = None,
         in_memory: bool = False,
         hard_negatives: int = 0,
+        shape_negatives: int = 1,
         tokenizer: Tokenizer | None = None,
     ) -> None:
         if not pairs:
@@ -73,6 +75,7 @@ class DescriptionDataset(Dataset):
         self.seed = int(seed)
         self.epoch = 0
         self.hard_negatives = int(hard_negatives) if train else 0
+        self.shape_negatives = min(int(shape_negatives), self.hard_negatives, len(VALUES["shape"]) - 1)
         self.images = ImageCache(resolution, cache_dir, in_memory)
         self.tokenizer = tokenizer or default_tokenizer()
 
@@ -87,6 +90,24 @@ class DescriptionDataset(Dataset):
         _, objects = self.items[index]
         return describe(objects, self.width, self.height, rng)
 
+    def near_misses(
+        self, objects: list[SeenObject], rng: np.random.Generator
+    ) -> list[list[SeenObject] | None]:
+        """``hard_negatives`` false object lists (None: no objects): first ``shape_negatives`` about shape
+        (one: an object with another shape, or two objects' shapes exchanged; two: one object with each
+        other shape, so a cube meets both the sphere and the cylinder), then random near misses."""
+        out: list[list[SeenObject] | None] = []
+        if self.shape_negatives == 1:
+            out.append(false_objects(objects, rng, "shape"))
+        elif self.shape_negatives == 2 and objects:
+            k = int(rng.integers(len(objects)))
+            out += [
+                change_attribute(objects, k, "shape", v) for v in VALUES["shape"] if v != objects[k].shape
+            ]
+        while len(out) < self.hard_negatives:
+            out.append(false_objects(objects, rng))
+        return out
+
     def __getitem__(self, index: int) -> dict:
         path, objects = self.items[index]
         rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.train else None
@@ -97,10 +118,9 @@ class DescriptionDataset(Dataset):
             return describe(objs, self.width, self.height, choice)
 
         texts = [text(objects)]
-        for k in range(self.hard_negatives):
+        if self.hard_negatives:
             assert rng is not None
-            wrong = false_objects(objects, rng, "shape" if k == 0 else None)
-            texts.append(text(wrong) if wrong else "")
+            texts += [text(wrong) if wrong else "" for wrong in self.near_misses(objects, rng)]
         ids, _ = self.tokenizer.batch(texts, self.max_words)
         item = {"image": self.images.tensor(path), "text_ids": ids[0], "index": index}
         if self.hard_negatives:

@@ -31,17 +31,21 @@ from ..network.config import ModelConfig, get_config
 class PretrainOptions:
     """Before stage 1: a single-image CLIP learns from images and their descriptions, as OpenAI's did from
     alt-texts (the CLIP stand-in; :mod:`clip4idc.data.pretraining`). ``hard_negatives`` near-miss
-    descriptions per image (the first with one object's shape changed) join its image→text row."""
+    descriptions per image join its image→text row; the first ``shape_negatives`` give one object each
+    other shape (a cube is told from a cylinder only by its shape)."""
 
     weight_decay: ClassVar[float] = 0.2  # CLIP's
     select_metric: ClassVar[str] = "attributes"  # mean zero-shot attribute accuracy on val
     trains_decoder: ClassVar[bool] = False
 
     hard_negatives: int = 2
+    shape_negatives: int = 1  # the first of them about one object's shape; 2: each other shape
 
     def check(self) -> None:
         if not 0 <= self.hard_negatives <= 8:
             raise ValueError("hard_negatives must be 0-8")
+        if not 0 <= self.shape_negatives <= 2:
+            raise ValueError("shape_negatives must be 0-2 (there are 2 other shapes)")
 
     def dataset_options(self) -> dict[str, Any]:
         """Keyword arguments for the training set (:class:`clip4idc.data.pretraining.DescriptionDataset`)."""
