@@ -178,8 +178,10 @@ def test_bundled_standin_is_a_clip_that_sees_shape(tmp_path):
     assert installed("clip-standin"), "the bundled stand-in (clip4idc/weights/clip_standin) is missing"
     model = clip4idc.load("clip-standin")
     assert model.load_layout == "openai"
-    generate(tmp_path, pairs=40, seed=2209, workers=1, val_frac=0, test_frac=0.5, progress=False)
+    generate(tmp_path, pairs=100, seed=2209, workers=2, val_frac=0, test_frac=0.99, progress=False)
     data = DescriptionDataset(load_pairs(tmp_path, "clevr", "test"), resolution=model.config.resolution)
-    scores = description_accuracy(model, data)
-    assert scores["R@1"] > 5 * scores["chance"]["R@1"]
-    assert scores["shape"] > 1.5 * scores["chance"]["shape"]
+    scores = description_accuracy(model, data)  # 297 images; on the 3,036 of the card's test set: R@1 53.7 %,
+    chance = scores["chance"]  # size 96.2, colour 93.2, material 87.0, shape 56.5 % (chance 33.3 %)
+    assert scores["R@1"] > 50 * chance["R@1"]
+    for attribute, floor in (("size", 85), ("color", 80), ("material", 75), ("shape", 45)):
+        assert scores[attribute] > floor > chance[attribute] + 10, (attribute, scores)
