@@ -51,9 +51,7 @@ def test_ci_runs_the_readme_test_command():
     assert "bash scripts/test.sh" in ci
 
 
-CONFIGS = sorted((REPO / "configs").glob("*.json")) + sorted(
-    (REPO / "projects" / "demo_model" / "configs").glob("*.json")
-)
+CONFIGS = sorted((REPO / "configs").glob("*.json")) + sorted((REPO / "projects").glob("*/configs/*.json"))
 
 
 def test_shipped_training_configs_load():
@@ -73,8 +71,8 @@ def test_training_scripts_chain_their_stages_in_order():
     line is ``clip4idc train --config FILE`` or the demo recipe's ``train FILE [key=value ...]``)."""
     from clip4idc.training.train import TrainConfig
 
-    scripts = sorted((REPO / "scripts").glob("train_*.sh")) + [REPO / "projects" / "demo_model" / "train.sh"]
-    assert len(scripts) >= 2
+    scripts = sorted((REPO / "scripts").glob("train_*.sh")) + sorted((REPO / "projects").glob("*/train.sh"))
+    assert len(scripts) >= 4
     line = re.compile(r"^(?:clip4idc train --config|train) (\S+\.json)((?:[ \\\n]+\w+=\S+)*)", re.M)
     for script in scripts:
         written: set[str] = set()
@@ -91,7 +89,7 @@ def test_training_scripts_chain_their_stages_in_order():
                 )
             written.add(cfg.out)
         assert cfg.stage == "finetune", f"{script.name} ends without a caption decoder"
-        if script.parent.name == "demo_model":
+        if script.parent.name == "demo_model_v2":
             assert [TrainConfig.from_file(REPO / n, []).stage for n, _ in stages[:3]] == [
                 "pretrain", "adapt", "finetune",
             ], "the demo recipe is stand-in -> stage 1 -> stage 2"  # fmt: skip

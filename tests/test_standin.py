@@ -122,6 +122,7 @@ def _run_recipe(tmp_path: Path, synth_scenes: int) -> subprocess.CompletedProces
         os.environ,
         WORK=str(tmp_path / "work"),
         EXPORT=str(tmp_path / "weights"),
+        DEMO_EXPORT=str(tmp_path / "weights" / "demo"),
         SCENES=str(synth_scenes),
         TEST_SCENES="12",
         MODEL="tiny",
@@ -133,7 +134,7 @@ def _run_recipe(tmp_path: Path, synth_scenes: int) -> subprocess.CompletedProces
         "precision=fp32",
     ]  # fmt: skip
     return subprocess.run(
-        ["bash", str(REPO / "projects" / "demo_model" / "train.sh"), *overrides],
+        ["bash", str(REPO / "projects" / "demo_model_v2" / "train.sh"), *overrides],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
 
@@ -151,17 +152,17 @@ def test_recipe_chains_its_stages_and_its_exports_load(tmp_path):
     assert all(v.dtype == torch.float16 for v in standin.values() if v.is_floating_point())
     model = clip4idc.load(weights / "clip_standin")
     assert model.load_layout == "openai" and model.notes  # pair parts and decoder fresh, and said so
-    pretrained = read_state_dict(work / "runs" / "demo_standin" / "best")
+    pretrained = read_state_dict(work / "runs" / "v2_standin" / "best")
     assert torch.equal(standin["visual.conv1.weight"], pretrained["clip.visual.conv1.weight"].half())
-    adapt_log = json.loads((work / "runs" / "demo_adapt" / "config.json").read_text())
+    adapt_log = json.loads((work / "runs" / "v2_adapt" / "config.json").read_text())
     assert adapt_log["init"] == str(weights / "clip_standin")
     assert "initialised from" in run.stderr and "(openai)" in run.stderr
-    finetune = json.loads((work / "runs" / "demo_finetune" / "config.json").read_text())
-    assert finetune["init"] == "runs/demo_adapt/best"
+    finetune = json.loads((work / "runs" / "v2_finetune" / "config.json").read_text())
+    assert finetune["init"] == "runs/v2_adapt/best"
     demo = clip4idc.load(weights / "demo")
     assert demo.load_layout == "clip4idc"
     assert isinstance(demo.caption(np.zeros((48, 64, 3), np.uint8), np.zeros((48, 64, 3), np.uint8)), str)
-    for name in ("demo_eval", "demo_eval_seed2", "demo_eval_ablation", "demo_eval_ablation_seed2"):
+    for name in ("v2_eval", "v2_eval_seed2", "v2_eval_ablation", "v2_eval_ablation_seed2"):
         assert (work / "runs" / name / "metrics.json").is_file(), name
     assert "recipe finished" in run.stdout
     again = _run_recipe(tmp_path, 100)  # a second run finds every step done and trains nothing

@@ -1,7 +1,7 @@
 """The model card's tables from ``clip4idc eval`` outputs: each group of runs (seeds of one recipe) as its
 mean and its spread (min-max), side by side, then the first run's per-type and attribute rows.
 
-    python projects/demo_model/results.py runs/demo_eval runs/demo_eval_seed2 -- runs/demo_eval_ablation ...
+    python projects/demo_model_v2/results.py runs/v2_eval runs/v2_eval_seed2 -- runs/v2_eval_ablation ...
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Is the stand-in a real CLIP? Its zero-shot scores on the images of a synthetic split, against chance and
 against the same architecture with random weights (:mod:`clip4idc.evaluation.descriptions`).
 
-    python projects/demo_model/standin_check.py [MODEL] [DATA] [SPLIT]    (default: clip-standin, data/demo_test, test)
+    python projects/demo_model_v2/standin_check.py [MODEL] [DATA] [SPLIT]    (default: clip-standin, data/demo_test_2208, test)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from clip4idc.evaluation.descriptions import description_accuracy
 
 
 def main(argv: list[str]) -> None:
-    source, data, split = (argv + ["clip-standin", "data/demo_test", "test"][len(argv) :])[:3]
+    source, data, split = (argv + ["clip-standin", "data/demo_test_2208", "test"][len(argv) :])[:3]
     model = clip4idc.load(source)
     images = DescriptionDataset(load_pairs(data, "clevr", split), resolution=model.config.resolution)
     torch.manual_seed(0)
