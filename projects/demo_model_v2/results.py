@@ -14,7 +14,7 @@ from clip4idc.data.readers import CHANGE_TYPES
 
 ROWS = {  # label -> how to read it from metrics.json
     "CIDEr": lambda m: m["CIDEr"],
-    "BLEU-4": lambda m: m["Bleu_4"],
+    "BLEU-4": lambda m: m["BLEU_4"],
     "METEOR": lambda m: m["METEOR"],
     "ROUGE-L": lambda m: m["ROUGE_L"],
     "type named, change pairs (%)": lambda m: m["type_accuracy_change"],
