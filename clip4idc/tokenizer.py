@@ -178,3 +178,10 @@ class Tokenizer:
 def default_tokenizer() -> Tokenizer:
     """Shared instance: building the merge table takes ~0.3 s."""
     return Tokenizer()
+
+
+def trim_padding(ids: torch.Tensor) -> torch.Tensor:
+    """Token ids (..., L) cut after the last column any row uses: a causal text tower pools at the end
+    token, so trailing padding changes nothing but the cost."""
+    used = (ids != 0).flatten(0, -2).any(dim=0).nonzero()
+    return ids[..., : int(used.max()) + 1] if len(used) else ids

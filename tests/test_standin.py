@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import clip4idc
-from clip4idc.data.pretraining import DescriptionDataset, trim_padding
+from clip4idc.data.pretraining import DescriptionDataset
 from clip4idc.data.readers import load_pairs
 from clip4idc.data.synthetic.describe import (
     ATTRIBUTES,
@@ -22,6 +22,7 @@ from clip4idc.data.synthetic.describe import (
     false_objects,
     image_objects,
 )
+from clip4idc.tokenizer import trim_padding
 from clip4idc.weights.formats import PAIR_KEYS, read_state_dict
 from clip4idc.weights.registry import installed
 

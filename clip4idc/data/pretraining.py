@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from ..errors import Clip4idcError
@@ -128,11 +127,4 @@ class DescriptionDataset(Dataset):
         return item
 
 
-def trim_padding(ids: torch.Tensor) -> torch.Tensor:
-    """Token ids (..., L) cut after the last column any row uses: a causal text tower pools at the end
-    token, so trailing padding changes nothing but the cost."""
-    used = (ids != 0).flatten(0, -2).any(dim=0).nonzero()
-    return ids[..., : int(used.max()) + 1] if len(used) else ids
-
-
-__all__ = ["DescriptionDataset", "described_images", "trim_padding"]
+__all__ = ["DescriptionDataset", "described_images"]

@@ -17,25 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from ..data.pretraining import DescriptionDataset, trim_padding
+from ..data.pretraining import DescriptionDataset
 from ..data.synthetic.describe import ATTRIBUTES, VALUES, change_attribute, describe
+from ..network.inference import encode_texts
 from ..network.model import CLIP4IDC
 from ..precision import autocast
 
 CHANCE = {a: 1 / len(VALUES[a]) for a in ATTRIBUTES}
-
-
-@torch.no_grad()
-def _embed_texts(
-    model: CLIP4IDC, dataset: DescriptionDataset, texts: list[str], batch: int, device
-) -> torch.Tensor:
-    out = []
-    for i in range(0, len(texts), batch):
-        ids, _ = dataset.tokenizer.batch(texts[i : i + batch], dataset.max_words)
-        emb, _ = model.encode_text(trim_padding(ids).to(device))
-        out.append(torch.nn.functional.normalize(emb.float(), dim=-1))
-    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -52,40 +42,41 @@ def description_accuracy(
     accuracies described in the module docstring, with their chance levels."""
     model.eval()
     n = min(len(dataset), max_images or len(dataset))
+    paths = [path for path, _ in dataset.items[:n]]
     images = []
-    with autocast(device, precision):
-        for i in range(0, n, batch_size):
-            x = torch.stack([dataset[j]["image"] for j in range(i, min(n, i + batch_size))]).to(device)
-            images.append(torch.nn.functional.normalize(model.clip.encode_image(x).float(), dim=-1))
-        image = torch.cat(images)
-        texts = _embed_texts(model, dataset, [dataset.description(j) for j in range(n)], batch_size, device)
-        sim = image @ texts.t()
-        out: dict[str, Any] = {
-            "R@1": float((sim.argmax(dim=1) == torch.arange(n, device=sim.device)).float().mean()) * 100,
-            "images": n,
-            "chance": {"R@1": 100 / n, **{a: 100 * c for a, c in CHANCE.items()}},
-        }
-        rng = np.random.default_rng(seed)
-        for attribute in ATTRIBUTES:
-            questions, sizes = [], []
-            for j in range(n):
-                _, objects = dataset.items[j]
-                k = int(rng.integers(len(objects)))
-                options = [objects[k].value(attribute)] + [
-                    v for v in VALUES[attribute] if v != objects[k].value(attribute)
-                ]
-                questions += [
-                    describe(change_attribute(objects, k, attribute, v), dataset.width, dataset.height)
-                    for v in options
-                ]
-                sizes.append(len(options))
-            emb = _embed_texts(model, dataset, questions, batch_size * 4, device)
-            starts = np.cumsum([0, *sizes[:-1]])
-            right = 0
-            for j, (s, size) in enumerate(zip(starts, sizes)):
-                scores = emb[s : s + size] @ image[j]
-                right += int(scores[0] > scores[1:].max())
-            out[attribute] = 100 * right / n
+    for i in range(0, n, batch_size):
+        x = torch.stack([dataset.images.tensor(p) for p in paths[i : i + batch_size]]).to(device)
+        with autocast(device, precision):
+            images.append(model.clip.encode_image(x).float().cpu())
+    image = F.normalize(torch.cat(images), dim=-1)
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        return F.normalize(
+            encode_texts(model, texts, dataset.max_words, batch_size, device, precision), dim=-1
+        )
+
+    sim = image @ embed([dataset.description(j) for j in range(n)]).t()
+    out: dict[str, Any] = {
+        "R@1": 100 * float((sim.argmax(dim=1) == torch.arange(n)).float().mean()),
+        "images": n,
+        "chance": {"R@1": 100 / n, **{a: 100 * c for a, c in CHANCE.items()}},
+    }
+    rng = np.random.default_rng(seed)
+    for attribute in ATTRIBUTES:
+        questions, sizes = [], []  # per image: the true description first, then each other value
+        for _, objects in dataset.items[:n]:
+            k = int(rng.integers(len(objects)))
+            true = objects[k].value(attribute)
+            options = [true] + [v for v in VALUES[attribute] if v != true]
+            questions += [
+                describe(change_attribute(objects, k, attribute, v), dataset.width, dataset.height)
+                for v in options
+            ]
+            sizes.append(len(options))
+        per_image = torch.split(embed(questions), sizes)
+        similarity = [q @ image[j] for j, q in enumerate(per_image)]
+        right = sum(int(sim_j[0] > sim_j[1:].max()) for sim_j in similarity)
+        out[attribute] = 100 * right / n
     out["attributes"] = float(np.mean([out[a] for a in ATTRIBUTES]))
     return out
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import Clip4idcError
 from ..precision import autocast, cast_for_inference
 from ..preprocess import ImageLike, preprocess_pairs
-from ..tokenizer import default_tokenizer
+from ..tokenizer import default_tokenizer, trim_padding
 from .model import CLIP4IDC
 
 
@@ -52,14 +52,15 @@ def encode_texts(
     device: str | torch.device = "cpu",
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Pooled caption embeddings (T, E)."""
+    """Pooled caption embeddings (T, E). Each batch is cut after its longest text: the causal text tower
+    pools at the end token, so trailing padding changes nothing but the cost (long scene descriptions)."""
     model.eval()
     tok = default_tokenizer()
     out = []
     for i in range(0, len(texts), batch_size):
         ids, _ = tok.batch(texts[i : i + batch_size], max_words)
         with autocast(device, precision):
-            pooled, _ = model.encode_text(ids.to(device))
+            pooled, _ = model.encode_text(trim_padding(ids).to(device))
         out.append(pooled.float().cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.embed_dim)
 

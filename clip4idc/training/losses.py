@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.pretraining import trim_padding
 from ..network.model import CLIP4IDC, contrastive_loss
+from ..tokenizer import trim_padding
 from .config import AdaptOptions, FinetuneOptions, PretrainOptions
 from .guidance import change_target, guidance_loss
 
