@@ -28,11 +28,7 @@ ROWS = {  # label -> how to read it from metrics.json
 
 
 def read(run: str) -> dict:
-    metrics = json.loads((Path(run) / "metrics.json").read_text())
-    metrics.update(
-        {k: v for k, v in metrics.get("captioning", {}).get("total", {}).items() if k not in metrics}
-    )
-    return metrics
+    return json.loads((Path(run) / "metrics.json").read_text())
 
 
 def value(metrics: dict, label: str) -> float | None:
