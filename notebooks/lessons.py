@@ -17,8 +17,7 @@ and :func:`train_or_reuse` are the calls that train.
   adaptation), as training configs; :func:`train_config` is their common part.
 * :func:`train_epochs` - train one epoch at a time (for live plots; resume is bit-exact);
   :func:`train_or_reuse` - train, or reuse a finished run of exactly that config;
-  :func:`demo_or_trained_model` - the bundled demo model when installed, else notebook 3's (trained now
-  if missing).
+  :func:`student_model` - notebook 3's model (trained now if missing).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +42,12 @@ __all__ = [
     "LessonPlan",
     "ablation_config",
     "adapt_config",
-    "demo_or_trained_model",
     "finetune_config",
     "lesson_plan",
     "plan_dataset",
     "quick_mode",
     "start_checkpoint",
+    "student_model",
     "synthetic_dataset",
     "train_config",
     "train_epochs",
@@ -123,14 +122,14 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
             batch_size=16,
             adapt_epochs=3,
             adapt_lr=5e-5,
-            finetune_epochs=8,  # a fresh decoder needs ~8 to leave the language prior
+            finetune_epochs=3,  # a fresh decoder leaves the language prior in the first (CPU minutes)
             finetune_lr=1e-3,
             coef_lr=0.1,
             coef_lr_shared=0.05,
             freeze_vision=True,
             center_visual=256,
         )
-        small = dict(pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=3, seeds=(0, 1))
+        small = dict(pairs=200, batch_size=16, adapt_epochs=2, finetune_epochs=1, seeds=(0, 1))
     else:
         full = LessonPlan(
             **scenes,
@@ -280,19 +279,19 @@ def train_epochs(cfg: TrainConfig, fresh: bool = True, quiet: bool = True) -> It
         yield result["history"][-1]
 
 
-def train_or_reuse(cfg: TrainConfig, quiet: bool = True) -> Path:
+def train_or_reuse(
+    cfg: TrainConfig, quiet: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None
+) -> Path:
     """Train ``cfg`` from scratch in ``cfg.out``, unless it already holds a finished run of exactly ``cfg``;
-    returns the run's model folder (``best/``, else ``last/``)."""
+    returns the run's model folder (``best/``, else ``last/``). ``on_epoch`` gets each epoch's record as it
+    is written (progress for a long cell)."""
     if _finished(cfg):
         print(f"reusing the finished {cfg.stage} run in {cfg.out}")
     else:
-        out = Path(cfg.out)
-        print(f"training a {cfg.stage} run in {out} ({cfg.epochs} epochs) ...")
-        if out.exists():
-            shutil.rmtree(out)
-        sink = io.StringIO()
-        with contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
-            train(cfg)
+        print(f"training a {cfg.stage} run in {cfg.out} ({cfg.epochs} epochs) ...")
+        for record in train_epochs(cfg, fresh=True, quiet=quiet):
+            if on_epoch is not None:
+                on_epoch(record)
     return _model_dir(cfg)
 
 
@@ -338,28 +337,23 @@ def finetune_config(plan: LessonPlan, work: Path, init: str | Path, **overrides:
     )
 
 
-def ablation_config(lesson: TrainConfig, work: Path, adapted: bool, seed: int) -> TrainConfig:
+def ablation_config(
+    lesson: TrainConfig, plan: LessonPlan, work: Path, adapted: bool, seed: int
+) -> TrainConfig:
     """One run of notebook 4's ablation: notebook 3's stage 2 (``lesson``, its recipe and schedule) with
-    ``seed``, from notebook 2's adapted encoder (``adapted``) or from random weights (the paper's "without
-    adaptation"; no OpenAI CLIP here). A shorter schedule would compare decoders that have not yet left the
-    language prior. The adapted run with notebook 3's seed *is* notebook 3's run folder, so it is trained
-    once."""
+    ``seed``, on notebook 2's adapted encoder (``adapted``) or straight on the encoder stage 1 started from
+    (:func:`start_checkpoint`; random weights without the demo model). The adapted run with notebook 3's
+    seed *is* notebook 3's run folder, so it is trained once."""
     if adapted and seed == lesson.seed:
         return lesson
-    name = f"{'adapted' if adapted else 'scratch'}_seed{seed}"
-    return dataclasses.replace(
-        lesson, out=str(work / "ablation" / name), init=lesson.init if adapted else None, seed=seed
-    )
+    name = f"{'adapted' if adapted else 'start'}_seed{seed}"
+    start = start_checkpoint(plan, work)
+    init = lesson.init if adapted else (str(start) if start else None)
+    return dataclasses.replace(lesson, out=str(work / "ablation" / name), init=init, seed=seed)
 
 
-def demo_or_trained_model(plan: LessonPlan, work: Path) -> tuple[Any, str]:
-    """``(model, description)``: the bundled demo model when installed, else notebook 3's tiny model, whose
-    runs (notebooks 2 and 3) are trained now when ``work`` lacks them (:func:`train_or_reuse`)."""
-    import clip4idc
-    from clip4idc.weights.registry import installed as demo_installed
-
-    if demo_installed():
-        return clip4idc.load("demo"), "the bundled demo model"
+def student_model(plan: LessonPlan, work: Path) -> Path:
+    """Notebook 3's finetuned model folder (the student's own), trained now - notebooks 2 and 3's runs,
+    :func:`train_or_reuse` - when ``work`` lacks it."""
     adapted = train_or_reuse(adapt_config(plan, work))
-    path = train_or_reuse(finetune_config(plan, work, init=adapted))
-    return clip4idc.load(path), f"the tiny model trained on the synthetic set ({path})"
+    return train_or_reuse(finetune_config(plan, work, init=adapted))

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh test
 ruff check .
-ruff format --check clip4idc tests data_prep benchmarks app.py
+ruff format --check clip4idc tests data_prep benchmarks notebooks app.py
 python -m pytest -q --timeout=900 "$@"

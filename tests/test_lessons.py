@@ -66,19 +66,22 @@ def test_train_epochs_then_train_or_reuse_reuses_the_run(tiny_synth, tmp_path):
 
 def test_ablation_arms_share_the_lesson_recipe(monkeypatch, tmp_path):
     """Both arms run notebook 3's recipe and schedule; the adapted arm with notebook 3's seed is notebook
-    3's own run (trained once), the other arm starts from random weights."""
+    3's own run (trained once), the other arm starts from the encoder stage 1 started from (never from
+    random weights while the demo model is installed)."""
     for quick in (True, False):
         plan = lessons.lesson_plan(quick)
         work = tmp_path / plan.name
         monkeypatch.setattr(lessons, "plan_dataset", lambda plan, work: work / "synth")
         lesson = lessons.finetune_config(plan, work, init=work / "adapt" / "best")
         assert lesson.init == str(work / "adapt" / "best")
-        assert lessons.ablation_config(lesson, work, adapted=True, seed=lesson.seed) == lesson
-        other = lessons.ablation_config(lesson, work, adapted=True, seed=lesson.seed + 1)
-        scratch = lessons.ablation_config(lesson, work, adapted=False, seed=lesson.seed)
-        assert other.init == lesson.init and scratch.init is None
-        assert len({lesson.out, other.out, scratch.out}) == 3
-        for cfg in (other, scratch):
+        assert lessons.ablation_config(lesson, plan, work, adapted=True, seed=lesson.seed) == lesson
+        other = lessons.ablation_config(lesson, plan, work, adapted=True, seed=lesson.seed + 1)
+        start = lessons.ablation_config(lesson, plan, work, adapted=False, seed=lesson.seed)
+        assert other.init == lesson.init
+        assert start.init == str(lessons.start_checkpoint(plan, work)) and start.init is not None
+        assert start.init == lessons.adapt_config(plan, work).init  # the arm skips exactly stage 1
+        assert len({lesson.out, other.out, start.out}) == 3
+        for cfg in (other, start):
             assert (
                 cfg.epochs == plan.finetune_epochs
                 and cfg.finetune.freeze_vision == lesson.finetune.freeze_vision

@@ -1,12 +1,12 @@
-"""The tutorial notebooks: committed without outputs, in sync with their builder, and each one runs top to
-bottom (CLIP4IDC_QUICK=1 sizes) in a fresh ``python3`` kernel of this environment without a cell error."""
+"""The lessons: one jupytext source each, an executed copy beside it that is not stale and shows its outputs,
+and each source runs top to bottom (CLIP4IDC_QUICK=1 sizes) in a fresh ``python3`` kernel of this
+environment without a cell error."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import nbformat
@@ -14,79 +14,81 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-NAMES = [
-    "01_data.ipynb",
-    "02_adaptation.ipynb",
-    "03_finetuning.ipynb",
-    "04_evaluation.ipynb",
-    "05_attention_and_errors.ipynb",
-]
+STEMS = ["01_data", "02_adaptation", "03_finetuning", "04_evaluation", "05_attention_and_errors"]
 
 
-def test_all_five_notebooks_are_there():
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == NAMES
+def _builder():
+    spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_committed_notebook_has_no_outputs(name):
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+build = _builder()
+
+
+def _figures(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_one_source_and_one_executed_copy_per_lesson():
+    assert [p.stem for p in build.sources()] == STEMS
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == STEMS
+
+
+def test_executed_copies_are_not_stale():
+    assert build.stale() == [], "run: python notebooks/build_notebooks.py"
+
+
+def test_staleness_check_sees_an_edit(tmp_path, monkeypatch):
+    """The check above can fail: a copy whose code differs from its source is reported."""
+    for stem in STEMS[:1]:
+        (tmp_path / f"{stem}.py").write_text((NOTEBOOKS / f"{stem}.py").read_text() + "\n# %%\nprint(1)\n")
+        (tmp_path / f"{stem}.ipynb").write_bytes((NOTEBOOKS / f"{stem}.ipynb").read_bytes())
+    monkeypatch.setattr(build, "HERE", tmp_path)
+    assert build.stale() == [f"{STEMS[0]}.ipynb"]
+
+
+@pytest.mark.parametrize("stem", STEMS)
+def test_executed_copy_shows_a_full_run(stem):
+    """Readable on GitHub: executed top to bottom in one kernel at normal sizes, no error, figures, small."""
+    path = NOTEBOOKS / f"{stem}.ipynb"
+    assert path.stat().st_size <= build.SIZE_LIMIT
+    nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [], f"{name}: cell {cell.id} has outputs"
-            assert cell.execution_count is None, f"{name}: cell {cell.id} has an execution count"
-        assert "execution" not in cell.metadata, f"{name}: cell {cell.id} has execution timings"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1)), "not one top-to-bottom run"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert not [o for o in outputs if o.output_type == "stream" and o.name == "stderr"], "red noise"
+    assert _figures(nb) >= 2
+    first = "".join(o.get("text", "") for o in code[0].outputs)
+    assert "plan 'full'" in first, "executed in quick mode"
 
 
-def test_notebooks_match_their_builder():
-    result = subprocess.run(
-        [sys.executable, str(NOTEBOOKS / "build_notebooks.py"), "--check"], capture_output=True, text=True
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_readme_lists_every_notebook():
+def test_readme_lists_every_lesson():
     readme = (NOTEBOOKS / "README.md").read_text()
-    for name in NAMES:
-        assert f"({name})" in readme, name
+    for stem in STEMS:
+        assert f"({stem}.ipynb)" in readme, stem
 
 
 @pytest.fixture(scope="module")
-def kernel_env(tmp_path_factory):
-    """QUICK sizes, a scratch work folder shared by the five notebooks (run in order, each reuses what the
-    previous one trained), and this interpreter first on PATH so the ``python3`` kernelspec
-    (``python -m ipykernel_launcher``) starts this environment's Python."""
-    work = tmp_path_factory.mktemp("notebook_work")
-    saved = dict(os.environ)
-    os.environ.update(
-        CLIP4IDC_QUICK="1",
-        CLIP4IDC_WORK=str(work),
-        PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    )
-    yield work
-    os.environ.clear()
-    os.environ.update(saved)
+def quick_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("lessons_quick")
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_notebook_runs_top_to_bottom(name, kernel_env):
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=600,
-        resources={"metadata": {"path": str(NOTEBOOKS)}},
-    )
-    start = time.time()
-    client.execute()  # raises CellExecutionError on the first cell that fails
-    elapsed = time.time() - start
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    figures = sum(
-        "image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs
-    )
-    assert figures >= 2, f"{name}: expected figures, got {figures}"
-    print(f"{name}: {elapsed:.1f} s")
+@pytest.mark.parametrize("stem", STEMS)
+def test_lesson_runs_top_to_bottom(stem, quick_dir):
+    """Quick sizes, one shared work folder (in order: each lesson reuses what the previous trained)."""
+    out = quick_dir / f"{stem}.ipynb"
+    env = {
+        "CLIP4IDC_QUICK": "1",
+        "CLIP4IDC_WORK": str(quick_dir / "_work"),
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    seconds = build.execute(NOTEBOOKS / f"{stem}.py", out, env, timeout=600)
+    nb = nbformat.read(out, as_version=4)
+    assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert _figures(nb) >= 2, f"{stem}: expected figures"
+    print(f"{stem}: {seconds:.1f} s")

@@ -22,15 +22,17 @@ Decisions, documented once here:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import threading
 import warnings
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +150,23 @@ def _java_error(err: OSError, what: str) -> Clip4idcError:
     return Clip4idcError(f"{what} failed: {err}")
 
 
+@contextlib.contextmanager
+def _java_stderr() -> Iterator[Callable[[], str]]:
+    """Send what a Java child writes to this process's stderr (the PTB tokenizer's "PTBTokenizer tokenized
+    N tokens at ..." on every call) to a temporary file: pycocoevalcap gives the child our stderr, where it
+    is noise in a terminal and a red line per call in a notebook. Yields a function that reads it back, for
+    an error message."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode("utf-8", "replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _ptb_tokenize(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, list[str]]:
     """PTB-tokenize every caption in one Java call, the COCOEvalCap way, keeping empty captions aligned.
 
@@ -163,12 +182,17 @@ def _ptb_tokenize(captions: Mapping[Hashable, Sequence[str]]) -> dict[Hashable, 
                 todo[(key, i)] = [{"caption": clean}]
     if not todo:
         return out
-    try:
-        tokenized = PTBTokenizer().tokenize(todo)
-    except OSError as err:
-        raise _java_error(err, "the PTB tokenizer") from None
+    with _java_stderr() as chatter:
+        try:
+            tokenized = PTBTokenizer().tokenize(todo)
+        except OSError as err:
+            raise _java_error(err, "the PTB tokenizer") from None
     if len(tokenized) != len(todo):
-        raise RuntimeError(f"PTB tokenizer returned {len(tokenized)} captions for {len(todo)} inputs")
+        said = chatter().strip().splitlines()
+        raise RuntimeError(
+            f"PTB tokenizer returned {len(tokenized)} captions for {len(todo)} inputs"
+            + (f" ({said[-1]})" if said else "")
+        )
     for (key, i), toks in tokenized.items():
         out[key][i] = toks[0]
     return out
@@ -259,10 +283,7 @@ def find_spice_lib(spice: str | os.PathLike[str] | bool | None = None) -> tuple[
         if _has_jars(folder):
             status = (folder, "ok")
         else:
-            status = (
-                None,
-                f"unavailable: {needed} not found in {folder}; set {SPICE_ENV} or pass a folder holding them",
-            )
+            status = (None, f"unavailable: {needed} not installed (set {SPICE_ENV} to a folder holding them)")
     if spice is True and status[0] is None:
         raise Clip4idcError(f"SPICE required but {status[1]}")
     return status
