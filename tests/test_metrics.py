@@ -207,6 +207,23 @@ def test_tokenizer_keeps_empty_and_odd_captions_aligned():
     }
 
 
+def test_java_chatter_stays_off_stderr():
+    """pycocoevalcap's PTB tokenizer child writes "PTBTokenizer tokenized N tokens ..." to our stderr (a red
+    line per call in a notebook); the library keeps it off the process's stderr, which stays usable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from clip4idc.evaluation.metrics import _ptb_tokenize\n"
+        "print(_ptb_tokenize({'a': ['The red cube moved.']})['a'][0])\n"
+        "print('still here', file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "the red cube moved"
+    assert run.stderr.strip() == "still here"  # no tokenizer line, and stderr restored afterwards
+
+
 def test_spice_detection(tmp_path, monkeypatch):
     monkeypatch.delenv(M.SPICE_ENV, raising=False)
     assert M.find_spice_lib(False) == (None, "unavailable: SPICE disabled by the caller")
