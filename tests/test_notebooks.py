@@ -92,3 +92,21 @@ def test_lesson_runs_top_to_bottom(stem, quick_dir):
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert _figures(nb) >= 2, f"{stem}: expected figures"
     print(f"{stem}: {seconds:.1f} s")
+
+
+def test_one_command_opens_the_lessons():
+    """`bash scripts/lessons.sh` (named in the README beside the other two commands) sets up the notebooks
+    extra - which carries what the lessons and their build need - and starts Jupyter Lab on notebooks/."""
+    import re
+    import subprocess
+
+    import tomllib
+
+    script = (REPO / "scripts" / "lessons.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(REPO / "scripts" / "lessons.sh")]).returncode == 0
+    assert re.search(r"^source scripts/setup\.sh notebooks$", script, re.M)
+    assert re.search(r"^exec jupyter lab notebooks/ ", script, re.M)
+    assert "bash scripts/lessons.sh" in (REPO / "README.md").read_text()
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for need in ("jupyter", "jupytext", "ipykernel", "ipywidgets", "nbclient", "nbformat"):
+        assert need in extras["notebooks"] and need in extras["test"], need
