@@ -72,7 +72,7 @@ print(
     f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
     f"model '{plan.model}' {plan.model_overrides}"
 )
-print("work folder:", work.resolve())
+print("work folder:", work)  # relative to notebooks/
 
 # %% [markdown]
 # ## 1. Generate a small synthetic CLEVR-Change set

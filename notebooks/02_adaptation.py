@@ -58,7 +58,7 @@ print(
     f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
     f"model '{plan.model}' {plan.model_overrides}"
 )
-print("work folder:", work.resolve())
+print("work folder:", work)  # relative to notebooks/
 
 # %%
 from clip4idc.data import AdaptationDataset, load_pairs

@@ -62,7 +62,7 @@ print(
     f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
     f"model '{plan.model}' {plan.model_overrides}"
 )
-print("work folder:", work.resolve())
+print("work folder:", work)  # relative to notebooks/
 
 # %%
 from clip4idc.data import load_pairs
@@ -199,9 +199,9 @@ for record in lessons.train_epochs(ft_cfg):
         color="C1",
     )
     ax_val.set(title="validation CIDEr (greedy)", xlabel="epoch", xticks=epochs)
-    cider = record.get("val", {}).get("CIDEr")
+    cider = record["val"]["CIDEr"]
     print(
-        f"epoch {record['epoch']}: loss {record['train_loss']:.2f}, val CIDEr {cider}, {time.time() - t0:.0f} s"
+        f"epoch {record['epoch']}: loss {record['train_loss']:.2f}, val CIDEr {cider:.3f}, {time.time() - t0:.0f} s"
     )
     fig.tight_layout()
     handle.update(fig)
