@@ -49,28 +49,31 @@ def cell_sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
     return [(c.cell_type, c.source) for c in nb.cells]
 
 
+def lesson_env(quick_work: Path | None = None) -> dict[str, str]:
+    """The kernels' environment: this one with this interpreter first on PATH (the ``python3`` kernelspec
+    starts ``python``); with ``quick_work``, the CI sizes and their runs in that folder."""
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    if quick_work is not None:
+        env.update(CLIP4IDC_QUICK="1", CLIP4IDC_WORK=str(quick_work))
+    return env
+
+
 def execute(source: Path, out: Path, env: dict[str, str], timeout: int = 1800) -> float:
-    """Run ``source`` in a fresh kernel (environment ``env``) and write it with its outputs to ``out``;
-    returns the seconds it took. A failing cell stops the build with the cell's error."""
+    """Run ``source`` in a fresh kernel with environment ``env`` (:func:`lesson_env`) and write it with its
+    outputs to ``out``; returns the seconds it took. A failing cell stops the build with the cell's error."""
     from nbclient import NotebookClient
 
     nb = notebook_from_source(source)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    try:
-        client = NotebookClient(
-            nb,
-            kernel_name="python3",
-            timeout=timeout,
-            coalesce_streams=True,  # a progress bar's updates end as one line, not hundreds of outputs
-            resources={"metadata": {"path": str(HERE)}},
-        )
-        start = time.time()
-        client.execute()
-        elapsed = time.time() - start
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=timeout,
+        coalesce_streams=True,  # a progress bar's updates end as one line, not hundreds of outputs
+        resources={"metadata": {"path": str(HERE)}},
+    )
+    start = time.time()
+    client.execute(env=env)  # passed on to the kernel's start
+    elapsed = time.time() - start
     for cell in nb.cells:  # no timestamps: a rebuild with the same outputs gives the same file
         cell.metadata.pop("execution", None)
     nbformat.validate(nb)
@@ -93,6 +96,11 @@ def stale() -> list[str]:
     return out
 
 
+def _code_layout(nb: nbformat.NotebookNode) -> list[str | None]:
+    """Each cell's code, ``None`` for a markdown cell: what must match for outputs to stay valid."""
+    return [c.source if c.cell_type == "code" else None for c in nb.cells]
+
+
 def update_prose(source: Path) -> bool:
     """Copy ``source``'s markdown cells into its executed copy, keeping the outputs, when the code cells are
     unchanged (so the outputs are still what that code prints); returns whether it did."""
@@ -101,8 +109,7 @@ def update_prose(source: Path) -> bool:
     if not ipynb.exists():
         return False
     executed = nbformat.read(ipynb, as_version=4)
-    shape = [(c.cell_type == "code", c.source if c.cell_type == "code" else "") for c in fresh.cells]
-    if shape != [(c.cell_type == "code", c.source if c.cell_type == "code" else "") for c in executed.cells]:
+    if _code_layout(fresh) != _code_layout(executed):
         return False
     for old, new in zip(executed.cells, fresh.cells):
         if new.cell_type != "code":
@@ -133,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             print("out of date (run python notebooks/build_notebooks.py):", ", ".join(bad))
         return 1 if bad else 0
     chosen = [s for s in sources() if not args.lessons or s.name[:2] in args.lessons]
-    env = {"PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-    if args.quick:
-        env["CLIP4IDC_QUICK"] = "1"
-        env.setdefault("CLIP4IDC_WORK", str(Path(args.quick) / "_work"))
+    env = lesson_env(Path(args.quick) / "_work" if args.quick else None)
     total = 0.0
     for source in chosen:
         out = (

@@ -5,8 +5,6 @@ environment without a cell error."""
 from __future__ import annotations
 
 import importlib.util
-import os
-import sys
 from pathlib import Path
 
 import nbformat
@@ -82,11 +80,7 @@ def quick_dir(tmp_path_factory):
 def test_lesson_runs_top_to_bottom(stem, quick_dir):
     """Quick sizes, one shared work folder (in order: each lesson reuses what the previous trained)."""
     out = quick_dir / f"{stem}.ipynb"
-    env = {
-        "CLIP4IDC_QUICK": "1",
-        "CLIP4IDC_WORK": str(quick_dir / "_work"),
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    }
+    env = build.lesson_env(quick_dir / "_work")
     seconds = build.execute(NOTEBOOKS / f"{stem}.py", out, env, timeout=600)
     nb = nbformat.read(out, as_version=4)
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
