@@ -58,21 +58,12 @@ import json
 from pathlib import Path
 
 import lessons  # notebooks/lessons.py: the sizes, data and runs these notebooks share
-import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 
 import clip4idc
 
-plan = lessons.lesson_plan()  # CLIP4IDC_QUICK=1 gives the small sizes of the automatic tests
-work = lessons.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
-if plan.threads:
-    torch.set_num_threads(plan.threads)  # tiny models: one thread is fastest on a busy CPU
-print(
-    f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
-    f"model '{plan.model}' {plan.model_overrides}"
-)
-print("work folder:", work)  # relative to notebooks/
+plan, work = lessons.setup()  # the sizes (CLIP4IDC_QUICK=1: the automatic tests' small ones), ./_work/full/
 
 # %% [markdown]
 # ## 1. Generate a small synthetic CLEVR-Change set

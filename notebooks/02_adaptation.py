@@ -50,15 +50,7 @@ from matplotlib.figure import Figure
 
 import clip4idc
 
-plan = lessons.lesson_plan()  # CLIP4IDC_QUICK=1 gives the small CI sizes
-work = lessons.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
-if plan.threads:
-    torch.set_num_threads(plan.threads)  # tiny models: one thread is fastest on a busy CPU
-print(
-    f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
-    f"model '{plan.model}' {plan.model_overrides}"
-)
-print("work folder:", work)  # relative to notebooks/
+plan, work = lessons.setup()  # the sizes (CLIP4IDC_QUICK=1: the automatic tests' small ones), ./_work/full/
 
 # %%
 from clip4idc.data import AdaptationDataset, load_pairs
@@ -254,14 +246,14 @@ test_set = AdaptationDataset(test_pairs, train=False, resolution=cfg.resolution,
 captions = [p.captions for p in test_set.pairs]
 
 
-def test_recall(m: torch.nn.Module) -> dict[str, float]:
-    """Text -> pair R@K on the test change pairs (every reference caption is a query)."""
-    sim, text_to_pair = inference.retrieval_similarity(m, test_set, captions, plan.max_words)
-    return retrieval_metrics(sim, text_to_pair)["text_to_pair"]
+def test_retrieval(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every test caption (query) against every test change pair: similarities and each query's pair."""
+    return inference.retrieval_similarity(m, test_set, captions, plan.max_words)
 
 
 start = clip4idc.load(adapt_cfg.init, config=cfg) if adapt_cfg.init else model
-curve = [{"epoch": 0, **test_recall(start)}]  # epoch 0: where stage 1 starts
+measured = {"start": test_retrieval(start)}  # kept for the table in section 5
+curve = [{"epoch": 0, **retrieval_metrics(*measured["start"])["text_to_pair"]}]  # epoch 0: the start
 losses = []
 fig = Figure(figsize=(10, 3.4))
 ax_loss, ax_r = fig.subplots(1, 2)
@@ -269,7 +261,8 @@ handle = display(fig, display_id=True)
 t0 = time.time()
 for record in lessons.train_epochs(adapt_cfg):
     losses.append(record["train_loss"])
-    curve.append({"epoch": record["epoch"], **test_recall(clip4idc.load(Path(adapt_cfg.out) / "last"))})
+    measured["last"] = test_retrieval(clip4idc.load(Path(adapt_cfg.out) / "last"))
+    curve.append({"epoch": record["epoch"], **retrieval_metrics(*measured["last"])["text_to_pair"]})
     epochs = [c["epoch"] for c in curve]
     ax_loss.clear()
     ax_loss.plot(epochs[1:], losses, "o-")
@@ -318,8 +311,9 @@ from clip4idc.evaluation.results import format_rows
 
 adapted = clip4idc.load(Path(adapt_cfg.out) / "last")
 rows = []
-for name, m in [("untrained", model), ("start (before stage 1)", start), ("after stage 1", adapted)]:
-    sim, text_to_pair = inference.retrieval_similarity(m, test_set, captions, plan.max_words)
+measured["untrained"] = test_retrieval(model)
+for name, key in [("untrained", "untrained"), ("start (before stage 1)", "start"), ("after stage 1", "last")]:
+    sim, text_to_pair = measured[key]
     r = retrieval_metrics(sim, text_to_pair)
     rows.append(
         {
@@ -387,7 +381,7 @@ fig
 from clip4idc.evaluation.change_types import classify_change
 from clip4idc.evaluation.results import top_captions
 
-sim, text_to_pair = inference.retrieval_similarity(adapted, test_set, captions, plan.max_words)
+sim, text_to_pair = measured["last"]  # the adapted model's, from section 4
 texts = [c for caps in captions for c in caps]
 first_of_type = {}
 for j, p in enumerate(test_set.pairs):

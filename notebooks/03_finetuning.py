@@ -54,15 +54,7 @@ from matplotlib.figure import Figure
 
 import clip4idc
 
-plan = lessons.lesson_plan()  # CLIP4IDC_QUICK=1 gives the small CI sizes
-work = lessons.work_dir("_work", plan)  # $CLIP4IDC_WORK or ./_work, then quick/ or full/
-if plan.threads:
-    torch.set_num_threads(plan.threads)  # tiny models: one thread is fastest on a busy CPU
-print(
-    f"plan '{plan.name}': {plan.pairs} synthetic scenes at {plan.image_size[0]}x{plan.image_size[1]}, "
-    f"model '{plan.model}' {plan.model_overrides}"
-)
-print("work folder:", work)  # relative to notebooks/
+plan, work = lessons.setup()  # the sizes (CLIP4IDC_QUICK=1: the automatic tests' small ones), ./_work/full/
 
 # %%
 from clip4idc.data import load_pairs

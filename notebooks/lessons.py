@@ -8,7 +8,8 @@ library (:func:`clip4idc.data.synthetic.generate` makes the data, ordinary
 re-implements no model, loss or metric. Nothing here trains unless asked to by name: :func:`train_epochs`
 and :func:`train_or_reuse` are the calls that train.
 
-* :func:`lesson_plan` - every size in one place (pairs, image size, model, epochs, seeds), quick or full.
+* :func:`lesson_plan` - every size in one place (pairs, image size, model, epochs, seeds), quick or full;
+  :func:`setup` - the plan and work folder every lesson starts with.
 * :func:`work_dir` - where runs go (``$CLIP4IDC_WORK`` or a default), one sub-folder per plan so quick and
   full runs never mix.
 * :func:`synthetic_dataset` / :func:`plan_dataset` - generate once, reuse while the same dataset is on disk.
@@ -46,6 +47,7 @@ __all__ = [
     "lesson_plan",
     "plan_dataset",
     "quick_mode",
+    "setup",
     "start_checkpoint",
     "student_model",
     "synthetic_dataset",
@@ -150,6 +152,24 @@ def work_dir(default: str | Path = "_work", plan: LessonPlan | None = None) -> P
     path = Path(os.environ.get(WORK_ENV) or default) / plan.name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def setup(default: str | Path = "_work") -> tuple[LessonPlan, Path]:
+    """Every lesson's first call: the plan (:func:`lesson_plan`), its work folder (:func:`work_dir`), torch's
+    thread count when the plan sets one (tiny models run fastest on one thread of a busy CPU), and one
+    line saying which sizes this run uses."""
+    import torch
+
+    plan = lesson_plan()
+    work = work_dir(default, plan)
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+    w, h = plan.image_size
+    print(
+        f"plan '{plan.name}': {plan.pairs} synthetic scenes at {w}x{h}, model '{plan.model}' {plan.model_overrides}"
+    )
+    print("work folder:", work)
+    return plan, work
 
 
 # ----------------------------------------------------------------------------------------------------

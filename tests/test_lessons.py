@@ -29,6 +29,23 @@ def test_quick_mode_and_plans(monkeypatch, tmp_path):
     assert (tmp_path / "w" / "quick").is_dir()
 
 
+def test_setup_gives_the_plan_its_work_folder_and_threads(monkeypatch, tmp_path, capsys):
+    import torch
+
+    monkeypatch.setenv(lessons.QUICK_ENV, "1")
+    monkeypatch.setenv(lessons.WORK_ENV, str(tmp_path / "w"))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        plan, work = lessons.setup()
+        assert plan == lessons.lesson_plan(True) and work == tmp_path / "w" / "quick" and work.is_dir()
+        assert torch.get_num_threads() == plan.threads == 1
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert f"plan 'quick': {plan.pairs} synthetic scenes" in printed and str(work) in printed
+
+
 @pytest.fixture(scope="module")
 def tiny_synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("lessons") / "synth"
