@@ -21,6 +21,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,7 +33,32 @@ import clip4idc  # noqa: E402
 from clip4idc.data import AdaptationDataset, load_pairs  # noqa: E402
 from clip4idc.evaluation.retrieval import retrieval_metrics  # noqa: E402
 from clip4idc.network import inference  # noqa: E402
+from clip4idc.network.model import CLIP4IDC  # noqa: E402
 from clip4idc.training.train import init_model  # noqa: E402
+
+
+def retrieval_probe(plan: lessons.LessonPlan, data: Path) -> Callable[[CLIP4IDC], dict]:
+    """Text→pair R@K on the lessons' test change pairs (every reference caption a query)."""
+    config = clip4idc.get_config(plan.model, max_words=plan.max_words)
+    pairs = load_pairs(data, "clevr", "test")
+    test = AdaptationDataset(pairs, train=False, resolution=config.resolution, max_words=plan.max_words)
+    captions = [p.captions for p in test.pairs]
+
+    def measure(model: CLIP4IDC) -> dict:
+        scores = inference.retrieval_similarity(model, test, captions, plan.max_words)
+        return retrieval_metrics(*scores)["text_to_pair"]
+
+    return measure
+
+
+def caption_probe(data: Path) -> Callable[[CLIP4IDC], dict]:
+    """Greedy captions of the first five val change pairs."""
+    val = [p for p in load_pairs(data, "clevr", "val") if p.change_type != "no_change"][:5]
+
+    def measure(model: CLIP4IDC) -> dict:
+        return {"samples": model.caption([str(p.before) for p in val], [str(p.after) for p in val])}
+
+    return measure
 
 
 def main(stage: str, out: str, overrides: list[str]) -> None:
@@ -45,30 +71,17 @@ def main(stage: str, out: str, overrides: list[str]) -> None:
         key, _, value = item.partition("=")
         options[key] = json.loads(value)
     cfg = lessons.train_config(plan, stage, data, out, **options)
+    measure = retrieval_probe(plan, data) if stage == "adapt" else caption_probe(data)
     curve: list[dict] = []
-    if stage == "adapt":
-        config = clip4idc.get_config(plan.model, max_words=plan.max_words)
-        pairs = load_pairs(data, "clevr", "test")
-        test = AdaptationDataset(pairs, train=False, resolution=config.resolution, max_words=plan.max_words)
-        captions = [p.captions for p in test.pairs]
-
-        def measure(model) -> dict:
-            scores = inference.retrieval_similarity(model, test, captions, plan.max_words)
-            return retrieval_metrics(*scores)["text_to_pair"]
-
+    if stage == "adapt":  # epoch 0: the start, pair parts fresh
         curve.append({"epoch": 0, **measure(init_model(dataclasses.replace(cfg, epochs=1)).eval())})
         print(curve[-1], flush=True)
-    else:
-        val = [p for p in load_pairs(data, "clevr", "val") if p.change_type != "no_change"][:5]
     t0 = time.time()
     for record in lessons.train_epochs(cfg):
-        model = clip4idc.load(Path(out) / "last")
         row = {"epoch": record["epoch"], "loss": record["train_loss"], "val": record["val"]}
-        if stage == "adapt":
-            row.update(measure(model))
-        else:
-            row["samples"] = model.caption([str(p.before) for p in val], [str(p.after) for p in val])
-        curve.append({**row, "seconds": round(time.time() - t0)})
+        curve.append(
+            {**row, **measure(clip4idc.load(Path(out) / "last")), "seconds": round(time.time() - t0)}
+        )
         print(curve[-1], flush=True)
     Path(f"{out}.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "curve": curve}, indent=1))
 
