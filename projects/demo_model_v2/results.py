@@ -28,7 +28,11 @@ ROWS = {  # label -> how to read it from metrics.json
 
 
 def read(run: str) -> dict:
-    return json.loads((Path(run) / "metrics.json").read_text())
+    path = Path(run) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        sys.exit(f"{path}: cannot read it ({err.__class__.__name__}: {err})")
 
 
 def value(metrics: dict, label: str) -> float | None:
