@@ -6,18 +6,23 @@
 Prints one line per (stage, precision) and the bf16/fp32 speed ratio; with ``--compile``, also the same
 step through ``torch.compile`` (training's ``compile=true``) and its ratio to eager (compilation itself,
 the first two steps, is not timed). bf16 runs only where the device supports it (CPU: AVX512-BF16/AMX;
-see clip4idc.precision).
+see clip4idc.precision). With ``--frozen``, also stage 2 with a frozen vision tower (the demo recipe's and
+the lessons'), encoding every batch against reading tokens encoded once before training
+(:meth:`clip4idc.training.losses.CaptionLoss.encode_frozen`), and their ratio. Random captions fill all
+``max_words`` tokens, so the decoder's share is at its largest and the ratio at its smallest.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 
 import clip4idc
 from clip4idc.precision import autocast, cpu_has_native_bf16
+from clip4idc.training.config import FinetuneOptions
 from clip4idc.training.optim import build_optimizer
 from clip4idc.training.train import STAGE_PARTS, Dist
 
@@ -41,16 +46,30 @@ def batch_for(stage: str, cfg: clip4idc.ModelConfig, n: int, device: torch.devic
 
 
 def measure(
-    stage: str, precision: str, args: argparse.Namespace, device: torch.device, compiled: bool = False
+    stage: str,
+    precision: str,
+    args: argparse.Namespace,
+    device: torch.device,
+    compiled: bool = False,
+    frozen: str | None = None,
 ) -> float:
+    """Pairs/s of one training step; ``frozen`` ("encode" or "read"): stage 2 with a frozen vision tower."""
     torch.manual_seed(0)
     overrides = {"decoder_layers": 0} if stage == "adapt" else {}
     model = clip4idc.build_model(args.model, **overrides).to(device).train()
+    options = FinetuneOptions(freeze_vision=True) if frozen else None
+    step = STAGE_PARTS[stage].loss(model, Dist(), options)
     opt, sched = build_optimizer(model, 1e-4, 1e-3, 0.01, 0.1, 100)
-    step = STAGE_PARTS[stage].loss(model, Dist())
     if compiled:
         step = torch.compile(step)
     batch = batch_for(stage, model.config, args.batch, device)
+    if frozen:
+        batch["index"] = torch.arange(args.batch, device=device)
+    if frozen == "read":
+        with torch.no_grad(), autocast(device, precision):
+            step.frozen = {
+                k: model.encode_pair(batch["before"], batch[k]).hidden.cpu() for k in ("after", "distractor")
+            }
 
     def one() -> None:
         with autocast(device, precision):
@@ -80,6 +99,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--stages", default="adapt,finetune")
     p.add_argument("--compile", action="store_true", help="also time the torch.compile'd step")
+    p.add_argument("--frozen", action="store_true", help="also stage 2 with a frozen vision tower")
     args = p.parse_args()
     device = torch.device(args.device)
     bf16 = device.type == "cuda" or cpu_has_native_bf16()
@@ -105,6 +125,19 @@ def main() -> None:
                 f"{stage:9s} {precision} compiled {c:8.2f} pairs/s | compiled/eager {c / eager:5.2f}x",
                 flush=True,
             )
+
+    if args.frozen:
+        precision = "bf16" if bf16 else "fp32"
+        rates: dict[str, list[float]] = {"encode": [], "read": []}
+        for _ in range(3):  # interleaved: a busy machine slows both alike
+            for mode, seen in rates.items():
+                seen.append(measure("finetune", precision, args, device, frozen=mode))
+        encode, read = (statistics.median(rates[m]) for m in ("encode", "read"))
+        print(
+            f"finetune  {precision} frozen tower: encoding each batch {encode:8.2f} pairs/s | tokens encoded "
+            f"once {read:8.2f} pairs/s | {read / encode:5.2f}x (medians of 3)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

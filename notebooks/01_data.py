@@ -73,7 +73,8 @@ plan, work = lessons.setup()  # the sizes (CLIP4IDC_QUICK=1: the automatic tests
 # (for every pixel it follows the line of sight from the camera to the first object it meets and shades
 # that point): shading, shadows, metal highlights, camera perspective. It writes them **in the official
 # layout**, so every reader, training run and evaluation works on it unchanged. Scene `i` is drawn from
-# its own random generator seeded by `(seed, i)`: the same seed always gives the same files. Each block
+# its own random generator seeded by `(seed, i)`: the same seed always gives the same files, however many
+# processes render them (`workers`: one per CPU core here, up to four). Each block
 # of five consecutive scenes holds each change type once, in random order.
 #
 # The bar below counts the scenes as they are written (three images each); the full plan's 1,500 take
@@ -94,6 +95,7 @@ with contextlib.redirect_stderr(sys.stdout):  # the bar on stdout: a notebook dr
         seed=plan.data_seed,
         val_frac=plan.val_frac,
         test_frac=plan.test_frac,
+        workers=plan.data_workers,
         progress=True,
     )
 print(f"{summary['pairs']} scenes (x3 images) in {summary['seconds']:.1f} s")

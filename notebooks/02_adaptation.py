@@ -232,7 +232,7 @@ print(
 # stage: it builds the model (no decoder yet), samples batches of pairs with one caption each, and steps
 # the optimiser (Adam with warm-up and BERT-style weight decay, as the original) on the contrastive loss.
 # After every epoch it validates retrieval on the val split and keeps the best epoch's model in `best/`.
-# `lessons.train_epochs` runs it one epoch at a time (each call resumes the previous one, bit-exactly), so
+# `lessons.train_epochs` hands over each epoch's record as soon as it is written (the run waits meanwhile), so
 # we can measure the test pairs after each epoch and redraw the curves. Epoch 0 is the start itself.
 # CLIP's weights train at `lr × coef_lr`, the new pair parts at `lr`.
 

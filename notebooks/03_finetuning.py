@@ -75,6 +75,7 @@ print("adapted checkpoint:", adapted)
 
 # %%
 mcfg = clip4idc.get_config(plan.model, **plan.model_overrides, max_words=plan.max_words)
+torch.manual_seed(0)  # the fresh decoder's first weights: the same numbers below on every run
 model = clip4idc.load(adapted, config=mcfg)
 print("loaded as:", model.load_layout, "(encoder adapted, decoder fresh)")
 dec = model.decoder
@@ -160,8 +161,10 @@ fig
 # tell why): `center_visual` first subtracts the mean output token of the pair encoder, measured on 256
 # training pairs (contrastive training leaves all tokens sharing one large common direction, and a
 # decoder cannot read a memory that barely varies), and `freeze_vision` keeps the adapted encoder fixed
-# while the fresh decoder learns, so that stage 2 cannot undo what stage 1 taught. CLIP's word
-# embeddings, shared with the decoder, train at `lr × coef_lr_shared`.
+# while the fresh decoder learns, so that stage 2 cannot undo what stage 1 taught (and, since a fixed
+# encoder gives each pair the same tokens every epoch, training encodes every pair once before the first
+# epoch and reuses its tokens). CLIP's word embeddings, shared with the decoder, train at
+# `lr × coef_lr_shared`.
 #
 # Below we caption the same test pairs - one per change type - with the model after each epoch, so you
 # can watch the sentences take shape.

@@ -119,7 +119,8 @@ models = {"yours": clip4idc.load(lessons.student_model(plan, work)), "bundled de
 evaluations = {}
 for name, m in models.items():
     t0 = time.time()
-    evaluations[name] = evaluate(m, data, split="test", out=work / "eval" / name.replace(" ", "_"))
+    out = work / "eval" / name.replace(" ", "_")
+    evaluations[name] = evaluate(m, data, split="test", out=out, baseline=name == "yours")  # it sees no image
     print(f"{name}: evaluated in {time.time() - t0:.0f} s")
 keys = ("CIDEr", "BLEU_4", "METEOR", "ROUGE_L", "type_accuracy", "R@1", "pointing_game")
 print(format_rows([{"model": name, **{k: e.get(k) for k in keys}} for name, e in evaluations.items()]))
@@ -243,7 +244,7 @@ for seed in plan.seeds:
             )
 
         m = clip4idc.load(lessons.train_or_reuse(cfg, on_epoch=show))
-        runs[arm].append(evaluate(m, data, split="test", baseline=False, pointing=False))
+        runs[arm].append(evaluate(m, data, split="test", baseline=False, pointing=False, probes=False))
         print(f"{label}: test CIDEr {runs[arm][-1]['CIDEr']:.3f}")
 print(
     f"{len(plan.seeds)} seeds x 2 arms, {plan.finetune_epochs} epochs of stage 2 each, in {time.time() - t0:.0f} s"

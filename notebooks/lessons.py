@@ -16,7 +16,7 @@ and :func:`train_or_reuse` are the calls that train.
 * :func:`adapt_config`, :func:`finetune_config`, :func:`ablation_config` - the runs the notebooks build on
   each other (notebook 2's adaptation, notebook 3's finetuning, notebook 4's runs with and without
   adaptation), as training configs; :func:`train_config` is their common part.
-* :func:`train_epochs` - train one epoch at a time (for live plots; resume is bit-exact);
+* :func:`train_epochs` - train and hand over each epoch's record as it is written (for live plots);
   :func:`train_or_reuse` - train, or reuse a finished run of exactly that config;
   :func:`student_model` - notebook 3's model (trained now if missing).
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clip4idc.training.config import FinetuneOptions, TrainConfig
-from clip4idc.training.train import train
+from clip4idc.training.train import train_by_epoch
 
 __all__ = [
     "QUICK_ENV",
@@ -90,6 +90,9 @@ class LessonPlan:
     max_words: int = 20
     seeds: tuple[int, ...] = (0, 1)
     threads: int | None = None
+    data_workers: int = (
+        1  # processes that render the synthetic set (scenes are seeded one by one: same files)
+    )
     val_frac: float = 0.1
     test_frac: float = 0.15
     start: str | None = None
@@ -116,6 +119,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
 
     quick = quick_mode() if quick is None else quick
     scenes = dict(quick=False, pairs=1500, image_size=(160, 120), data_seed=0, seeds=(0, 1))
+    scenes["data_workers"] = max(1, min(4, os.cpu_count() or 1))
     if demo_installed():
         full = LessonPlan(
             **scenes,
@@ -143,7 +147,7 @@ def lesson_plan(quick: bool | None = None) -> LessonPlan:
         small = dict(pairs=200, adapt_epochs=8, finetune_epochs=6, seeds=(0, 1))
     if not quick:
         return full
-    return dataclasses.replace(full, quick=True, threads=1, **small)
+    return dataclasses.replace(full, quick=True, threads=1, data_workers=1, **small)
 
 
 def work_dir(default: str | Path = "_work", plan: LessonPlan | None = None) -> Path:
@@ -218,7 +222,13 @@ def synthetic_dataset(
 def plan_dataset(plan: LessonPlan, work: Path) -> Path:
     """The plan's synthetic dataset in ``work/synth`` (see :func:`synthetic_dataset`)."""
     return synthetic_dataset(
-        work / "synth", plan.pairs, plan.image_size, plan.data_seed, plan.val_frac, plan.test_frac
+        work / "synth",
+        plan.pairs,
+        plan.image_size,
+        plan.data_seed,
+        plan.val_frac,
+        plan.test_frac,
+        workers=plan.data_workers,
     )
 
 
@@ -270,8 +280,6 @@ def _finished(cfg: TrainConfig) -> bool:
     except (OSError, json.JSONDecodeError):
         return False
     want = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    for d in (saved, want):  # an epoch-by-epoch run (train_epochs) saves its last stop_after
-        d.pop("stop_after", None)
     done = len(lines) >= (cfg.stop_after or cfg.epochs)
     return saved == want and done and (out / "last" / "model.safetensors").exists()
 
@@ -282,21 +290,22 @@ def _model_dir(cfg: TrainConfig) -> Path:
 
 
 def train_epochs(cfg: TrainConfig, fresh: bool = True, quiet: bool = True) -> Iterator[dict[str, Any]]:
-    """Train ``cfg`` one epoch at a time and yield each epoch's record (``epoch``, ``train_loss``, ``val``
-    ...) as soon as it is written - for a live loss plot. Each epoch is :func:`clip4idc.training.train.train` with
-    ``stop_after`` = that epoch and ``resume`` after the first, which is bit-exact with one straight run.
+    """Train ``cfg`` and yield each epoch's record (``epoch``, ``train_loss``, ``val`` ...) as soon as it is
+    written - for a live loss plot (:func:`clip4idc.training.train.train_by_epoch`, one run in memory).
 
     ``fresh`` deletes an existing ``cfg.out`` first; ``quiet`` keeps the per-epoch log lines off stderr.
     """
     out = Path(cfg.out)
     if fresh and out.exists():
         shutil.rmtree(out)
-    for epoch in range(1, cfg.epochs + 1):
-        step = dataclasses.replace(cfg, stop_after=epoch)
+    run = train_by_epoch(cfg)
+    while True:
         sink = io.StringIO()
         with contextlib.redirect_stderr(sink) if quiet else contextlib.nullcontext():
-            result = train(step, resume=epoch > 1)
-        yield result["history"][-1]
+            record = next(run, None)  # quiet while it trains, not while the caller draws
+        if record is None:
+            return
+        yield record
 
 
 def train_or_reuse(

@@ -24,6 +24,7 @@ def test_quick_mode_and_plans(monkeypatch, tmp_path):
     assert not lessons.quick_mode()
     quick, full = lessons.lesson_plan(True), lessons.lesson_plan(False)
     assert quick.pairs < full.pairs and quick.finetune_epochs <= full.finetune_epochs
+    assert quick.data_workers == 1 <= full.data_workers <= 4  # CI renders in one process
     monkeypatch.setenv(lessons.WORK_ENV, str(tmp_path / "w"))
     assert lessons.work_dir("ignored", quick) == tmp_path / "w" / "quick"
     assert (tmp_path / "w" / "quick").is_dir()

@@ -14,7 +14,7 @@ import clip4idc
 from clip4idc.errors import Clip4idcError
 from clip4idc.training.config import AdaptOptions, FinetuneOptions
 from clip4idc.training.losses import AdaptLoss, CaptionLoss
-from clip4idc.training.train import STAGE_PARTS, Dist, GlobalBatchSampler, TrainConfig, train
+from clip4idc.training.train import STAGE_PARTS, Dist, GlobalBatchSampler, TrainConfig, train, train_by_epoch
 from clip4idc.weights.formats import read_state_dict as read_weights
 
 TINY = clip4idc.get_config("tiny").to_dict()
@@ -384,6 +384,44 @@ def test_finetune_with_centred_frozen_vision(synth, tmp_path):
     changed = [k for k in visual if not torch.equal(before[k], after[k])]
     assert changed == ["clip.visual.ln_post.bias"]
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+
+
+def test_train_by_epoch_trains_what_train_does(synth, tmp_path):
+    """A live plot draws, loads models and samples between epochs: none of it changes the run."""
+    import random
+
+    import numpy as np
+
+    train(run_cfg(synth, tmp_path / "whole", "finetune"))
+    epochs = []
+    for record in train_by_epoch(run_cfg(synth, tmp_path / "fed", "finetune")):
+        epochs.append(record["epoch"])
+        torch.rand(7), np.random.rand(3), random.random()  # noqa: B018 - the caller's own draws
+        clip4idc.build_model("tiny")  # initialising a model draws from torch's generator
+    assert epochs == [1, 2]
+    whole, fed = read_weights(tmp_path / "whole" / "last"), read_weights(tmp_path / "fed" / "last")
+    for key in whole:
+        assert torch.equal(whole[key], fed[key]), key
+
+
+def test_frozen_stage2_encodes_each_pair_once(synth, tmp_path, monkeypatch, capsys):
+    """With a frozen encoder stage 2 reads each pair's tokens from one pass over the training pairs: the
+    same model as encoding every batch (up to float rounding: other batch shapes), and a resumed run reads
+    exactly the tokens of an uninterrupted one."""
+    import clip4idc.training.train as training
+
+    frozen = dict(finetune=FinetuneOptions(center_visual=16, freeze_vision=True))
+    train(run_cfg(synth, tmp_path / "once", "finetune", **frozen))
+    assert "encoded the 24 training pairs once" in capsys.readouterr().err
+    train(run_cfg(synth, tmp_path / "split", "finetune", stop_after=1, **frozen))
+    train(run_cfg(synth, tmp_path / "split", "finetune", **frozen), resume=True)
+    monkeypatch.setattr(training, "FROZEN_TOKENS_LIMIT", 0)  # too big to keep: every step encodes
+    train(run_cfg(synth, tmp_path / "each", "finetune", **frozen))
+    assert "each step encodes its pairs" in capsys.readouterr().err
+    once, split, each = (read_weights(tmp_path / r / "last") for r in ("once", "split", "each"))
+    for key in once:
+        assert torch.equal(once[key], split[key]), key
+        assert torch.allclose(once[key], each[key], atol=1e-5), key
 
 
 @pytest.mark.parametrize("stage", ["adapt", "finetune"])

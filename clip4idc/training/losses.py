@@ -107,7 +107,9 @@ class CaptionLoss(nn.Module):
     nothing changed. ``attention_guidance`` adds that weight times
     :func:`clip4idc.training.guidance.guidance_loss` on the change pairs (not the no-change term, whose only
     differences are camera jitter); each rank averages over its own pairs. ``freeze_vision`` fixes the
-    vision tower.
+    vision tower; then :meth:`encode_frozen` can encode every training pair once, and each step reads its
+    pairs' tokens instead of running the encoder again (the same tokens every epoch: nothing in a stage-2
+    item is random but its captions).
     """
 
     def __init__(self, model: CLIP4IDC, d: Dist, options: FinetuneOptions | None = None) -> None:
@@ -115,12 +117,34 @@ class CaptionLoss(nn.Module):
         options = options or FinetuneOptions()
         self.model, self.d, self.freeze_vision = model, d, options.freeze_vision
         self.no_change_weight, self.attention_guidance = options.no_change_weight, options.attention_guidance
+        self.frozen: dict[str, torch.Tensor] = {}  # "after" / "distractor" -> (N, 2L, E), by dataset index
         if self.freeze_vision:
             model.clip.visual.requires_grad_(False)
 
+    @torch.no_grad()
+    def encode_frozen(self, dataset, device: torch.device, batch_size: int = 64) -> int:
+        """Encode each of ``dataset``'s pairs (before/after and, where there is one, before/distractor) with
+        the frozen encoder, in fixed chunks of the dataset's order, so that a resumed run reads exactly the
+        tokens an uninterrupted one does. Call it after the weights are final (centred or loaded); returns
+        the bytes held. Needs ``freeze_vision``."""
+        if not self.freeze_vision:
+            raise ValueError("encode_frozen needs freeze_vision: a training encoder changes every step")
+        parts: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            before = torch.stack([it["before"] for it in items]).to(device)
+            for key in ("after", "distractor"):
+                if all(key in it for it in items):
+                    other = torch.stack([it[key] for it in items]).to(device)
+                    hidden = self.model.encode_pair(before, other).hidden
+                    parts.setdefault(key, []).append(hidden.cpu())  # host memory, not a GPU's
+        whole = {key: torch.cat(chunks) for key, chunks in parts.items()}
+        self.frozen = {key: t for key, t in whole.items() if len(t) == len(dataset)}  # else encoded per step
+        return sum(t.numel() * t.element_size() for t in self.frozen.values())
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         bef, out = batch["before"], batch["output_ids"]
-        hidden = self._encode(bef, batch["after"])
+        hidden = self._encode(bef, batch["after"], batch, "after")
         loss = self._caption_term(
             hidden,
             bef,
@@ -132,12 +156,14 @@ class CaptionLoss(nn.Module):
         )
         if "distractor" not in batch:
             return loss
-        still = self._encode(bef, batch["distractor"])
+        still = self._encode(bef, batch["distractor"], batch, "distractor")
         nc = (batch["nc_input_ids"], batch["nc_output_ids"], batch["nc_decoder_mask"])
         nc_loss = self._caption_term(still, bef, batch["distractor"], *nc)
         return loss + self.no_change_weight * nc_loss
 
-    def _encode(self, bef: torch.Tensor, aft: torch.Tensor) -> torch.Tensor:
+    def _encode(self, bef: torch.Tensor, aft: torch.Tensor, batch: dict, key: str) -> torch.Tensor:
+        if key in self.frozen:
+            return self.frozen[key][batch["index"].cpu()].to(bef.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_vision):
             return self.model.encode_pair(bef, aft).hidden
 

@@ -21,7 +21,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +152,35 @@ def center_visual_tokens(model: CLIP4IDC, train_set, pairs: int, device: torch.d
         print(
             f"centred the visual tokens on {n} training pairs (the mean token was {100 * share:.1f}% of "
             "their mean square)",
+            file=sys.stderr,
+        )
+
+
+FROZEN_TOKENS_LIMIT = 4 * 2**30  # bytes of encoder tokens a frozen stage 2 may keep (fp32, two pairs a scene)
+
+
+def encode_frozen_pairs(
+    loss: CaptionLoss, train_set, device: torch.device, precision: str, verbose: bool
+) -> None:
+    """Stage 2 with a frozen encoder: encode every training pair once (:meth:`CaptionLoss.encode_frozen`)
+    when their tokens fit in :data:`FROZEN_TOKENS_LIMIT` (a size fixed by the config and the data, so
+    every machine trains the same way); otherwise each step encodes its own pairs."""
+    c = loss.model.config
+    need = len(train_set) * 2 * 2 * (c.grid**2 + 1) * c.embed_dim * 4
+    if need > FROZEN_TOKENS_LIMIT:
+        if verbose:
+            print(
+                f"frozen encoder: {need / 2**30:.1f} GiB of tokens, each step encodes its pairs",
+                file=sys.stderr,
+            )
+        return
+    t0 = time.time()
+    with autocast(device, precision):
+        held = loss.encode_frozen(train_set, device)
+    if verbose:
+        print(
+            f"frozen encoder: encoded the {len(train_set)} training pairs once ({held / 2**20:.0f} MiB, "
+            f"{time.time() - t0:.0f} s)",
             file=sys.stderr,
         )
 
@@ -336,7 +365,20 @@ def init_model(cfg: TrainConfig) -> CLIP4IDC:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
-    """Run one stage; returns the best validation metrics. See the module docstring for the outputs."""
+    """Run one stage; returns ``{"best": the best validation score, "history": each epoch's record}``.
+    See the module docstring for the outputs."""
+    run = train_by_epoch(cfg, resume)
+    while True:
+        try:
+            next(run)
+        except StopIteration as end:
+            return end.value
+
+
+def train_by_epoch(cfg: TrainConfig, resume: bool = False) -> Generator[dict[str, Any], None, dict[str, Any]]:
+    """:func:`train`, yielding each epoch's record as soon as it is written (a live plot's feed: the run
+    stays in memory between epochs, a frozen stage 2's encoded pairs included). The random generators are
+    restored after each yield, so the weights are :func:`train`'s whatever the caller does meanwhile."""
     device = pick_device(cfg.device)
     d = setup_distributed(device)
     if device.type == "cuda":
@@ -389,7 +431,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.max_grad_norm,
         cfg.coef_lr_shared,
     )
-    step_fn: nn.Module = STAGE_PARTS[cfg.stage].loss(model, d, cfg.options)
+    loss_fn = STAGE_PARTS[cfg.stage].loss(model, d, cfg.options)
+    step_fn: nn.Module = loss_fn
     if cfg.compile:  # the model's own modules stay uncompiled, so checkpoints keep their keys
         step_fn = torch.compile(step_fn)  # type: ignore[assignment]
     if d.world > 1:
@@ -410,6 +453,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             print(f"resumed {ckpt_path} after epoch {state['epoch'] + 1}", file=sys.stderr)
     else:
         torch.manual_seed(cfg.seed + d.rank)
+    if isinstance(loss_fn, CaptionLoss) and loss_fn.freeze_vision:  # after the weights are final
+        encode_frozen_pairs(loss_fn, train_set, device, precision, d.main)
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -484,6 +529,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             print(msg + (" (best)" if is_best else ""), file=sys.stderr)
         if d.world > 1:
             dist.barrier()
+        paused = _rng_state()  # what the caller draws between epochs leaves the run as train() runs it
+        yield record
+        _set_rng_state(paused)
         if cfg.stop_after and epoch + 1 >= cfg.stop_after:
             break
     return {"best": best, "history": history}
