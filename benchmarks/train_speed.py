@@ -65,11 +65,10 @@ def measure(
     batch = batch_for(stage, model.config, args.batch, device)
     if frozen:
         batch["index"] = torch.arange(args.batch, device=device)
-    if frozen == "read":
-        with torch.no_grad(), autocast(device, precision):
-            step.frozen = {
-                k: model.encode_pair(batch["before"], batch[k]).hidden.cpu() for k in ("after", "distractor")
-            }
+    if frozen == "read":  # the batch is the whole training set
+        items = [{k: batch[k][i] for k in ("before", "after", "distractor")} for i in range(args.batch)]
+        with autocast(device, precision):
+            step.encode_frozen(items, device)
 
     def one() -> None:
         with autocast(device, precision):

@@ -90,9 +90,8 @@ class LessonPlan:
     max_words: int = 20
     seeds: tuple[int, ...] = (0, 1)
     threads: int | None = None
-    data_workers: int = (
-        1  # processes that render the synthetic set (scenes are seeded one by one: same files)
-    )
+    # processes that render the synthetic set (scenes are seeded one by one: the same files for any number)
+    data_workers: int = 1
     val_frac: float = 0.1
     test_frac: float = 0.15
     start: str | None = None

@@ -30,6 +30,7 @@ from clip4idc.data.synthetic.describe import ATTRIBUTES, VALUES
 from clip4idc.data.synthetic.scenes import read_scene_file
 from clip4idc.network.config import ModelConfig
 from clip4idc.network.model import CLIP4IDC
+from clip4idc.preprocess import CLIP_MEAN, CLIP_STD
 
 TRAIN, TEST = "data/demo_scenes", "data/demo_test_2208"  # the defaults; supervised takes others
 
@@ -51,8 +52,8 @@ def objects(root: str, scenes: int, resolution: int) -> tuple[torch.Tensor, np.n
 
 
 def normalise(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = torch.tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
+    """uint8 images (M, 3, R, R) → CLIP-normalised, as every image the model is given."""
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (CLIP_MEAN, CLIP_STD))
     return (x.float() / 255 - mean) / std
 
 
