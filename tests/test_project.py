@@ -90,6 +90,6 @@ def test_training_scripts_chain_their_stages_in_order():
             written.add(cfg.out)
         assert cfg.stage == "finetune", f"{script.name} ends without a caption decoder"
         if script.parent.name == "demo_model_v2":
-            assert [TrainConfig.from_file(REPO / n, []).stage for n, _ in stages[:3]] == [
-                "pretrain", "adapt", "finetune",
-            ], "the demo recipe is stand-in -> stage 1 -> stage 2"  # fmt: skip
+            assert [TrainConfig.from_file(REPO / n, []).stage for n, _ in stages[:4]] == [
+                "pretrain", "adapt", "adapt", "finetune",
+            ], "the demo recipe is stand-in -> stage 1 (plain, then hard negatives) -> stage 2"  # fmt: skip

@@ -155,8 +155,10 @@ def test_recipe_chains_its_stages_and_its_exports_load(tmp_path):
     assert model.load_layout == "openai" and model.notes  # pair parts and decoder fresh, and said so
     pretrained = read_state_dict(work / "runs" / "v2_standin" / "best")
     assert torch.equal(standin["visual.conv1.weight"], pretrained["clip.visual.conv1.weight"].half())
-    adapt_log = json.loads((work / "runs" / "v2_adapt" / "config.json").read_text())
+    adapt_log = json.loads((work / "runs" / "v2_adapt_plain" / "config.json").read_text())
     assert adapt_log["init"] == str(weights / "clip_standin")
+    hard_log = json.loads((work / "runs" / "v2_adapt" / "config.json").read_text())
+    assert hard_log["init"] == "runs/v2_adapt_plain/best" and hard_log["adapt"]["unchanged_negatives"]
     assert "initialised from" in run.stderr and "(openai)" in run.stderr
     finetune = json.loads((work / "runs" / "v2_finetune" / "config.json").read_text())
     assert finetune["init"] == "runs/v2_adapt/best"
@@ -168,7 +170,7 @@ def test_recipe_chains_its_stages_and_its_exports_load(tmp_path):
     assert "recipe finished" in run.stdout
     again = _run_recipe(tmp_path, 100)  # a second run finds every step done and trains nothing
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already trained") == 6 and "epoch 1" not in again.stderr
+    assert again.stdout.count("already trained") == 7 and "epoch 1" not in again.stderr
 
 
 def test_bundled_standin_is_a_clip_that_sees_shape(tmp_path):

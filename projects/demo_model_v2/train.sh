@@ -10,7 +10,9 @@
 #     bash projects/demo_model_v2/train.sh [key=value ...]      (overrides for every training run)
 # Environment: WORK (where data/ and runs/ go; default: the repository), EXPORT (where the stand-in goes;
 # default: clip4idc/weights), DEMO_EXPORT (the demo model candidate; default: runs/v2_demo), SCENES /
-# TEST_SCENES (default 30000 / 1100), EVAL_ARGS (extra eval flags), SKIP_DOMAIN (set: no domain check).
+# TEST_SCENES (default 30000 / 1100), EVAL_ARGS (extra eval flags), SKIP_DOMAIN (set: no domain check),
+# STANDIN (set: start stage 1 from this stand-in, e.g. the bundled clip4idc/weights/clip_standin, instead of
+# pretraining one).
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/../.." && pwd)"
 EXPORT="${EXPORT:-$REPO/clip4idc/weights}"
@@ -49,12 +51,16 @@ getattr(clip4idc, sys.argv[1])(clip4idc.load(sys.argv[2], config=sys.argv[4]), s
 
 synth data/demo_scenes "${SCENES:-30000}" 2207 0.02 0       # training scenes (seed 2207): 29,400 train, 600 val
 synth data/demo_test_2208 "${TEST_SCENES:-1100}" 2208 0 0.92     # the fresh test set (seed 2208): 1,012 scenes
-train projects/demo_model_v2/configs/pretrain.json "$@"         # the CLIP stand-in, from random weights
-export_fp16 save_clip runs/v2_standin/best "$EXPORT/clip_standin"
+if [ -z "${STANDIN:-}" ]; then
+  train projects/demo_model_v2/configs/pretrain.json "$@"       # the CLIP stand-in, from random weights
+  export_fp16 save_clip runs/v2_standin/best "$EXPORT/clip_standin"
+  STANDIN="$EXPORT/clip_standin"
+fi
 [ -f runs/v2_standin_check.json ] || {  # a real CLIP? its zero-shot scores on the test images
-  python "$REPO/projects/demo_model_v2/standin_check.py" "$EXPORT/clip_standin" data/demo_test_2208 test \
+  python "$REPO/projects/demo_model_v2/standin_check.py" "$STANDIN" data/demo_test_2208 test \
     > runs/v2_standin_check.tmp && mv runs/v2_standin_check.tmp runs/v2_standin_check.json; }
-train projects/demo_model_v2/configs/adapt.json init="$EXPORT/clip_standin" "$@"   # stage 1 from the stand-in
+train projects/demo_model_v2/configs/adapt.json init="$STANDIN" "$@"   # stage 1 from the stand-in: plain epochs,
+train projects/demo_model_v2/configs/adapt_hard.json "$@"              # then every hard negative
 train projects/demo_model_v2/configs/finetune.json "$@"                             # stage 2
 export_fp16 save_pretrained runs/v2_finetune/best "$DEMO_EXPORT"
 [ -n "${SKIP_DOMAIN:-}" ] || [ -f runs/v2_domain_check.md ] || {  # what it knows: domain.safetensors
@@ -62,11 +68,11 @@ export_fp16 save_pretrained runs/v2_finetune/best "$DEMO_EXPORT"
     > runs/v2_domain_check.tmp && mv runs/v2_domain_check.tmp runs/v2_domain_check.md; }
 evaluate "$DEMO_EXPORT" runs/v2_eval
 # The paper's ablation (stage 2 alone on the stand-in) and the spread (stage 2 of each arm with another seed).
-train projects/demo_model_v2/configs/finetune.json out=runs/v2_ablation init="$EXPORT/clip_standin" "$@"
+train projects/demo_model_v2/configs/finetune.json out=runs/v2_ablation init="$STANDIN" "$@"
 evaluate runs/v2_ablation runs/v2_eval_ablation
 train projects/demo_model_v2/configs/finetune.json out=runs/v2_finetune_seed2 seed=2022 "$@"
 evaluate runs/v2_finetune_seed2 runs/v2_eval_seed2
-train projects/demo_model_v2/configs/finetune.json out=runs/v2_ablation_seed2 init="$EXPORT/clip_standin" \
+train projects/demo_model_v2/configs/finetune.json out=runs/v2_ablation_seed2 init="$STANDIN" \
   seed=2022 "$@"
 evaluate runs/v2_ablation_seed2 runs/v2_eval_ablation_seed2
 python "$REPO/projects/demo_model_v2/results.py" runs/v2_eval runs/v2_eval_seed2 -- runs/v2_eval_ablation \
