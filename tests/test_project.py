@@ -73,7 +73,7 @@ def test_training_scripts_chain_their_stages_in_order():
 
     scripts = sorted((REPO / "scripts").glob("train_*.sh")) + sorted((REPO / "projects").glob("*/train.sh"))
     assert len(scripts) >= 4
-    line = re.compile(r"^(?:clip4idc train --config|train) (\S+\.json)((?:[ \\\n]+\w+=\S+)*)", re.M)
+    line = re.compile(r"^[ \t]*(?:clip4idc train --config|train) (\S+\.json)((?:[ \\\n]+\w+=\S+)*)", re.M)
     for script in scripts:
         written: set[str] = set()
         stages = line.findall(script.read_text())
