@@ -1,7 +1,9 @@
 """Mixed precision as a switch: fp32 is the exact reference path; bf16/fp16 autocast where supported.
 
-bf16 on a CPU is only worth it with native bf16 instructions (AVX512-BF16 or AMX), where a ViT-B block
-stack runs several times faster; without them it is emulated and slower, so ``auto`` picks fp32 there.
+On a CPU, native bf16 instructions (AVX512-BF16 or AMX) are needed for bf16 to pay, but they do not
+promise it: on one AVX512-BF16 CPU a ViT-B/32 batch ran ~3x faster in bf16, on another (AVX512-BF16 and
+-FP16, no AMX) every training step ran 1.4-1.8x *slower* (``benchmarks/RESULTS.md``). So ``auto`` on a CPU
+times one linear layer both ways (:func:`cpu_bf16_is_faster`) instead of trusting the flags.
 """
 
 from __future__ import annotations
@@ -29,6 +31,36 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+# the probe: a ViT MLP-sized linear layer under autocast (a few ms each way); bf16 must win by this margin
+_PROBE_SHAPE = (512, 768, 3072)  # rows, in features, out features
+_PROBE_MARGIN = 1.2
+
+
+@lru_cache
+def cpu_bf16_is_faster() -> bool:
+    """Does bf16 autocast run a linear layer at least 1.2x faster than fp32 on this CPU? Measured once per
+    process (~0.2 s, best of 5 each way) and only where :func:`cpu_has_native_bf16`; ``auto`` uses it."""
+    if not cpu_has_native_bf16():
+        return False
+    import time
+
+    rows, d_in, d_out = _PROBE_SHAPE
+    gen = torch.Generator().manual_seed(0)  # torch's global generator is left alone
+    x, w = torch.randn(rows, d_in, generator=gen), torch.randn(d_out, d_in, generator=gen)
+
+    def best_of(dtype: torch.dtype | None, repeats: int = 5) -> float:
+        ctx = torch.autocast("cpu", dtype=dtype) if dtype else contextlib.nullcontext()
+        times = []
+        with torch.no_grad(), ctx:
+            for _ in range(repeats + 1):  # the first call warms the kernels up and is not counted
+                start = time.perf_counter()
+                torch.nn.functional.linear(x, w)
+                times.append(time.perf_counter() - start)
+        return min(times[1:])
+
+    return best_of(None) > _PROBE_MARGIN * best_of(torch.bfloat16)
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> str:
     """Map ``auto`` (and unsupported requests) to what this device can run: fp32, bf16 or fp16."""
     device = torch.device(device)
@@ -39,7 +71,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return precision
     if precision == "auto":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+        return "bf16" if cpu_bf16_is_faster() else "fp32"
     if precision == "fp16":
         raise ValueError("fp16 autocast is for CUDA; use bf16 or fp32 on a CPU")
     return precision
