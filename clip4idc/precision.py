@@ -9,6 +9,7 @@ times one linear layer both ways (:func:`cpu_bf16_is_faster`) instead of trustin
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
@@ -42,8 +43,6 @@ def cpu_bf16_is_faster() -> bool:
     process (~0.2 s, best of 5 each way) and only where :func:`cpu_has_native_bf16`; ``auto`` uses it."""
     if not cpu_has_native_bf16():
         return False
-    import time
-
     rows, d_in, d_out = _PROBE_SHAPE
     gen = torch.Generator().manual_seed(0)  # torch's global generator is left alone
     x, w = torch.randn(rows, d_in, generator=gen), torch.randn(d_out, d_in, generator=gen)
