@@ -42,6 +42,7 @@ from ..weights.formats import MAX_CHECKPOINT_BYTES, load_into, read_state_dict, 
 from ..weights.registry import named_path
 from .config import TrainConfig, flat_options, model_config
 from .losses import AdaptLoss, CaptionLoss, Dist, PretrainLoss
+from .memory import RELEASE_EVERY, release_free_memory
 from .optim import build_optimizer
 
 # ----------------------------------------------------------------------------------------------------
@@ -482,6 +483,8 @@ def train_by_epoch(cfg: TrainConfig, resume: bool = False) -> Generator[dict[str
             with torch.no_grad():
                 model.clip.logit_scale.clamp_(max=math.log(100))
             step += 1
+            if step % RELEASE_EVERY == 0:
+                release_free_memory()  # else glibc's heap grows with every new activation size (.memory)
             if cfg.progress and d.main and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}", lr=f"{scheduler.get_last_lr()[-1]:.2e}")
         record: dict[str, Any] = {
@@ -494,6 +497,7 @@ def train_by_epoch(cfg: TrainConfig, resume: bool = False) -> Generator[dict[str
         is_best = False
         if d.main and cfg.val_every and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
             val = STAGE_PARTS[cfg.stage].validate(model, val_set, cfg, device, precision)
+            release_free_memory()
             record["val"] = val
             score = float(val.get(cfg.select_metric, -math.inf))
             if score > best:
