@@ -121,7 +121,7 @@ def _load_split(data_root: str | Path, dataset: str | None, split: str) -> tuple
     return root, dataset, pairs
 
 
-def _retrieval(
+def change_pair_retrieval(
     model: Any,
     pairs: list[Any],
     max_words: int,
@@ -131,7 +131,9 @@ def _retrieval(
     workers: int,
     resolution: int,
 ) -> tuple[dict[str, Any], dict[str, float | None]]:
-    """Text↔pair retrieval over the change pairs, plus text→pair R@1 restricted to each type's texts."""
+    """Text↔pair retrieval over the change pairs of ``pairs`` (every reference caption a query), plus
+    text→pair R@1 restricted to each type's texts: the evaluation's retrieval, also usable alone on a
+    stage-1 checkpoint, which has no decoder to caption with."""
     from ..data import AdaptationDataset
     from ..network import inference
     from .retrieval import retrieval_metrics
@@ -389,7 +391,7 @@ def evaluate(
         )
 
     # 5. retrieval on the change pairs
-    retrieval, r1_per_type = _retrieval(
+    retrieval, r1_per_type = change_pair_retrieval(
         model, pairs, max_words, batch_size, dev, precision, workers, cfg.resolution
     )
 

@@ -1,8 +1,8 @@
 """Stage-1 checkpoints side by side: text→pair R@K on a set's change pairs, as ``clip4idc eval`` measures it.
 
 ``clip4idc eval`` also captions every pair, which a stage-1 checkpoint cannot do; this runs only its
-retrieval part (every reference caption a query against the split's change pairs), so several stage-1
-runs can be compared on the fresh test set in a minute each. The journal's stage-1 probes used it.
+retrieval part (:func:`clip4idc.evaluation.evaluate.change_pair_retrieval`), so several stage-1 runs can
+be compared on the fresh test set in seconds each. The journal's stage-1 probes used it.
 
     python projects/demo_model_v2/stage1_retrieval.py data/demo_test_2208 test runs/a runs/b/best ...
 """
@@ -13,10 +13,11 @@ import json
 import sys
 import time
 
+import torch
+
 import clip4idc
-from clip4idc.data import AdaptationDataset, load_pairs
-from clip4idc.evaluation.retrieval import retrieval_metrics
-from clip4idc.network import inference
+from clip4idc.data import load_pairs
+from clip4idc.evaluation.evaluate import change_pair_retrieval
 
 
 def main(data: str, split: str, checkpoints: list[str]) -> None:
@@ -24,12 +25,14 @@ def main(data: str, split: str, checkpoints: list[str]) -> None:
     for checkpoint in checkpoints:
         t0 = time.time()
         model = clip4idc.load(checkpoint)
-        words = model.config.max_words
-        ds = AdaptationDataset(pairs, train=False, resolution=model.config.resolution, max_words=words)
-        sim, text_to_pair = inference.retrieval_similarity(model, ds, [p.captions for p in ds.pairs], words)
-        t2p = retrieval_metrics(sim, text_to_pair)["text_to_pair"]
-        row = {"checkpoint": checkpoint, "pairs": len(ds.pairs), "texts": len(text_to_pair), **t2p}
-        print(json.dumps({**row, "seconds": round(time.time() - t0, 1)}), flush=True)
+        cfg = model.config
+        result, _ = change_pair_retrieval(
+            model, pairs, cfg.max_words, 64, torch.device("cpu"), "fp32", 0, cfg.resolution
+        )
+        row = {"checkpoint": checkpoint, "pairs": result["num_pairs"], "texts": result["num_texts"]}
+        print(
+            json.dumps({**row, **result["text_to_pair"], "seconds": round(time.time() - t0, 1)}), flush=True
+        )
 
 
 if __name__ == "__main__":
